@@ -1,0 +1,300 @@
+"""SMTP failures as a small family of exceptions, each with a sentence an admin can act on.
+
+Every class inherits ``smtplib.SMTPException`` (and so ``OSError``), so code that already
+catches those keeps working. Each carries the route name, the step that failed, the SMTP
+code and text, a hint, and two decisions the send path needs: may the message go to the
+next route (``try_next_route``), and is the failure permanent for this message
+(``permanent``). ``classify()`` turns whatever smtplib, ssl or socket raised into one of
+them. No message built here contains a password: smtplib never puts it in an exception,
+and the AUTH exchange is never echoed.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import ssl
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+CONNECT, TLS, AUTH, SENDER, RECIPIENT, DATA = (
+    "connect",
+    "tls",
+    "auth",
+    "sender",
+    "recipient",
+    "data",
+)
+
+APP_PASSWORD_PROVIDERS = {
+    "gmail": "Gmail",
+    "google": "Gmail",
+    "office365": "Microsoft 365",
+    "outlook": "Microsoft 365",
+    "zoho": "Zoho",
+    "fastmail": "Fastmail",
+    "yahoo": "Yahoo",
+    "icloud": "iCloud",
+}
+
+
+class SmtpError(smtplib.SMTPException):
+    """Base of the family. ``str()`` is the hint: the sentence an admin acts on."""
+
+    step = ""
+    try_next_route = True
+    permanent = False
+
+    def __init__(
+        self,
+        hint: str,
+        *,
+        route: str = "",
+        address: str = "",
+        code: int | None = None,
+        smtp_text: str = "",
+        step: str | None = None,
+    ) -> None:
+        super().__init__(hint)
+        self.hint = hint
+        self.route = route
+        self.address = address
+        self.smtp_code = code
+        self.smtp_text = smtp_text
+        if step:
+            self.step = step
+
+    def as_dict(self) -> dict[str, Any]:
+        """What a result page, the health JSON or the delivery log may show."""
+        return {
+            "error": type(self).__name__,
+            "step": self.step,
+            "route": self.route,
+            "server": self.address,
+            "smtp_code": self.smtp_code,
+            "smtp_text": self.smtp_text,
+            "hint": self.hint,
+        }
+
+
+class SmtpConnectError(SmtpError):
+    step = CONNECT
+
+
+class SmtpTimeout(SmtpConnectError):
+    pass
+
+
+class SmtpTlsError(SmtpError):
+    step = TLS
+
+
+class SmtpAuthError(SmtpError):
+    step = AUTH
+
+
+class SmtpSenderRefused(SmtpError):
+    step = SENDER
+
+
+class SmtpRecipientsRefused(SmtpError):
+    step = RECIPIENT
+
+    def __init__(self, hint: str, *, recipients: dict | None = None, **kwargs: Any) -> None:
+        super().__init__(hint, **kwargs)
+        self.recipients = recipients or {}
+        # All refused, none temporarily: another route would refuse them too.
+        self.permanent = bool(self.recipients) and all(
+            code >= 500 for code, _ in self.recipients.values()
+        )
+        self.try_next_route = not self.permanent
+
+
+class SmtpMessageRefused(SmtpError):
+    """The server refused the message at or after DATA."""
+
+    step = DATA
+
+    def __init__(self, hint: str, **kwargs: Any) -> None:
+        super().__init__(hint, **kwargs)
+        code = self.smtp_code or 0
+        self.permanent = code >= 500
+        self.try_next_route = not self.permanent
+
+
+class SmtpNotConfigured(SmtpError, ImproperlyConfigured):
+    """No route is configured at all. A configuration error: never silenced."""
+
+    step = CONNECT
+    try_next_route = False
+
+
+def _text(raw: Any) -> str:
+    if isinstance(raw, bytes):
+        return raw.decode("utf-8", "replace")
+    return str(raw or "")
+
+
+def _app_password_advice(host: str) -> str:
+    for marker, provider in APP_PASSWORD_PROVIDERS.items():
+        if marker in host.lower():
+            return (
+                f" {provider} needs an app password (not the account password) when two-step "
+                "verification is on, and some accounts must allow SMTP sending first."
+            )
+    return (
+        " Providers such as Gmail, Microsoft 365, Zoho and Fastmail need an app password, "
+        "not the account password, when two-step verification is on."
+    )
+
+
+def _tls_hint(exc: ssl.SSLError, *, host: str, port: int, security: str) -> str:
+    reason = f"{getattr(exc, 'reason', '')} {exc}".lower()
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        detail = (getattr(exc, "verify_message", "") or "").lower()
+        if "hostname" in detail or "not valid for" in detail or "ip address mismatch" in detail:
+            return (
+                f"The certificate of {host} is issued for another host name. Use the exact host "
+                "name your provider documents (the one on its certificate), not an alias or IP."
+            )
+        return (
+            f"The certificate of {host} is not trusted ({detail or 'unknown issuer'}). Use the "
+            "provider's documented host name; for a relay with a private CA set SMTP_CA_FILE, "
+            "or turn off certificate verification for this server only if you control it."
+        )
+    if "wrong version number" in reason or "unknown protocol" in reason or "record layer" in reason:
+        if security == "SSL":
+            return (
+                f"Port {port} answered in plain text: it expects STARTTLS, not SSL. Choose "
+                "security TLS (STARTTLS); port 587 usually expects STARTTLS, 465 expects SSL."
+            )
+        return "The TLS handshake failed (wrong version number): SSL and STARTTLS look swapped."
+    return f"The TLS handshake with {host}:{port} failed: {exc}."
+
+
+def classify(
+    exc: BaseException,
+    *,
+    step: str,
+    route: str = "",
+    host: str = "",
+    port: int = 0,
+    security: str = "",
+    timeout: float = 0,
+    sender: str = "",
+) -> SmtpError:
+    """Map an exception raised at ``step`` to an ``SmtpError`` with a hint."""
+    if isinstance(exc, SmtpError):
+        return exc
+    where = f"{host}:{port}"
+    common = {"route": route, "address": where}
+    swapped = security == "TLS" and port == 465
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        hint = f"{where} did not answer within {timeout:g} s."
+        if swapped:
+            hint += " Port 465 expects SSL, not TLS/STARTTLS: choose security SSL."
+        elif step == CONNECT:
+            hint += (
+                " A firewall may drop the connection (many hosts block port 25),"
+                " or the server is down."
+            )
+        return SmtpTimeout(hint, step=step, **common)
+    if isinstance(exc, socket.gaierror):
+        return SmtpConnectError(
+            f"The server name {host!r} does not resolve. Check its spelling (no scheme, no port).",
+            **common,
+        )
+    if isinstance(exc, ConnectionRefusedError):
+        return SmtpConnectError(
+            f"Connection to {where} was refused: nothing listens there. Check the server and "
+            "port, and that the server is running.",
+            **common,
+        )
+    if isinstance(exc, ssl.SSLError):
+        return SmtpTlsError(_tls_hint(exc, host=host, port=port, security=security), **common)
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        if "STARTTLS" in str(exc):
+            return SmtpTlsError(
+                f"{where} does not offer STARTTLS. Choose SSL if the port is 465, or security "
+                "None only for a trusted local relay.",
+                **common,
+            )
+        if security == "NONE":
+            return SmtpAuthError(
+                f"{where} does not offer AUTH on a plain connection; most servers offer it only "
+                "after STARTTLS. Choose security TLS (STARTTLS) or SSL.",
+                **common,
+            )
+        return SmtpAuthError(
+            f"{where} does not offer authentication. If it is a relay that allows your IP, "
+            "leave the username and password empty.",
+            **common,
+        )
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return SmtpAuthError(
+            f"{where} rejected the username or password ({exc.smtp_code})."
+            + _app_password_advice(host),
+            code=exc.smtp_code,
+            smtp_text=_text(exc.smtp_error),
+            **common,
+        )
+    if isinstance(exc, smtplib.SMTPSenderRefused):
+        text = _text(exc.smtp_error)
+        if exc.smtp_code >= 500:
+            hint = (
+                f"{where} refused the sender {sender or _text(exc.sender)} ({exc.smtp_code}). The "
+                "sender email must be a mailbox or verified domain this account may send from."
+            )
+        else:
+            hint = f"{where} refused the sender for now ({exc.smtp_code}); it will be retried."
+        return SmtpSenderRefused(hint, code=exc.smtp_code, smtp_text=text, **common)
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        refused = {addr: (code, _text(text)) for addr, (code, text) in exc.recipients.items()}
+        first_code = next(iter(refused.values()))[0] if refused else None
+        permanent = refused and all(code >= 500 for code, _ in refused.values())
+        hint = (
+            f"{where} refused the recipient(s) {', '.join(refused)}: check the address."
+            if permanent
+            else f"{where} refused the recipient(s) for now ({first_code}); it will be retried."
+        )
+        return SmtpRecipientsRefused(
+            hint,
+            recipients=refused,
+            code=first_code,
+            smtp_text=next(iter(refused.values()))[1] if refused else "",
+            **common,
+        )
+    if isinstance(exc, smtplib.SMTPDataError):
+        return SmtpMessageRefused(
+            f"{where} refused the message ({exc.smtp_code}: {_text(exc.smtp_error)}).",
+            code=exc.smtp_code,
+            smtp_text=_text(exc.smtp_error),
+            **common,
+        )
+    if isinstance(exc, smtplib.SMTPResponseException):
+        cls = SmtpConnectError if step == CONNECT else SmtpError
+        return cls(
+            f"{where} answered {exc.smtp_code} at the {step} step: {_text(exc.smtp_error)}.",
+            code=exc.smtp_code,
+            smtp_text=_text(exc.smtp_error),
+            step=step,
+            **common,
+        )
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        hint = f"{where} closed the connection at the {step} step."
+        if swapped:
+            hint += " Port 465 expects SSL, not TLS/STARTTLS: choose security SSL."
+        cls = {CONNECT: SmtpConnectError, TLS: SmtpTlsError, AUTH: SmtpAuthError}.get(
+            step, SmtpError
+        )
+        return cls(hint, step=step, **common)
+    if isinstance(exc, OSError):
+        return SmtpConnectError(
+            f"Network error talking to {where} at the {step} step: {exc.strerror or exc}.",
+            step=step,
+            **common,
+        )
+    return SmtpError(
+        f"Unexpected error at the {step} step: {type(exc).__name__}.", step=step, **common
+    )

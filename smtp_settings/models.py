@@ -1,0 +1,176 @@
+"""The one admin-edited row of SMTP settings, and the history of changes to it.
+
+Every write of ``AdminConfig``, through ``save()`` or ``QuerySet.update()``, bumps the row's
+``version`` and publishes a new ciphertext-only snapshot after the transaction commits
+(``smtp_settings.snapshot``). Nothing here pickles the row into a cache, and nothing here
+decrypts the password.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import models, transaction
+from django.db.models import F
+from django.utils import timezone
+from solo.models import SingletonModel
+
+from smtp_settings.crypto import EncryptedSecret
+from smtp_settings.fields import EncryptedSecretField
+
+# A test older than this is "outdated" on the status line.
+TEST_FRESHNESS = timedelta(days=7)
+
+
+class Security(models.TextChoices):
+    STARTTLS = "TLS", "STARTTLS (usually port 587)"
+    SSL = "SSL", "Implicit TLS / SSL (usually port 465)"
+    NONE = "NONE", "None (plain text; only for a trusted local relay)"
+
+
+class ConfigStatus(models.TextChoices):
+    NOT_CONFIGURED = "not_configured", "Not configured"
+    UNTESTED = "untested", "Configured but not tested"
+    WORKING = "working", "Working (tested recently)"
+    OUTDATED = "outdated", "Working (test outdated)"
+    ERROR = "error", "Error (needs attention)"
+
+
+def _publish_after_commit() -> None:
+    from smtp_settings.snapshot import publish_from_database
+
+    transaction.on_commit(publish_from_database)
+
+
+class AdminConfigQuerySet(models.QuerySet):
+    def update(self, **kwargs: Any) -> int:
+        """Unlike django-solo's, a bulk update also bumps the version and republishes."""
+        kwargs.setdefault("version", F("version") + 1)
+        count = super().update(**kwargs)
+        if count:
+            _publish_after_commit()
+        return count
+
+
+class AdminConfig(SingletonModel):
+    """Outgoing SMTP settings edited in Django admin (a singleton, pk=1)."""
+
+    smtp_enabled = models.BooleanField(
+        "use these settings",
+        default=False,
+        help_text="Off: mail goes through the SMTP_* environment settings instead.",
+    )
+    smtp_server = models.CharField("server", max_length=253, blank=True)
+    smtp_port = models.PositiveIntegerField("port", default=587)
+    smtp_security = models.CharField(
+        "security", max_length=4, choices=Security.choices, default=Security.STARTTLS
+    )
+    smtp_username = models.CharField("username", max_length=254, blank=True)
+    smtp_password = EncryptedSecretField("password", blank=True, default="")
+    smtp_timeout = models.PositiveSmallIntegerField(
+        "timeout (seconds)", default=10, help_text="Bounds every connect, read and write."
+    )
+    smtp_verify_certificates = models.BooleanField(
+        "verify TLS certificates",
+        default=True,
+        help_text="Turn off only for a relay with a self-signed certificate you control.",
+    )
+    sender_email = models.EmailField("sender email", blank=True)
+    sender_name = models.CharField("sender name", max_length=100, blank=True)
+    smtp_last_tested_at = models.DateTimeField("last tested", null=True, blank=True)
+    smtp_test_result = models.JSONField("last test result", default=dict, blank=True)
+    version = models.PositiveIntegerField(default=1, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = AdminConfigQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "SMTP settings"
+        verbose_name_plural = "SMTP settings"
+
+    def __str__(self) -> str:
+        return "SMTP settings"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if (
+            self._state.adding
+            and not type(self).objects.filter(pk=self.singleton_instance_id).exists()
+        ):
+            self.version = 1
+        else:
+            self.version = F("version") + 1
+        super().save(*args, **kwargs)
+        self.refresh_from_db(fields=["version"])
+        _publish_after_commit()
+
+    # -- password: write-only ----------------------------------------------------------------
+    def set_password(self, plaintext: str) -> None:
+        self.smtp_password = EncryptedSecret.from_plaintext(plaintext) if plaintext else ""
+
+    def clear_password(self) -> None:
+        self.smtp_password = ""
+
+    @property
+    def has_password(self) -> bool:
+        return bool(self.smtp_password)
+
+    # -- derived, read-only ------------------------------------------------------------------
+    @property
+    def is_complete(self) -> bool:
+        """Everything a send needs is present (authentication is optional only without a
+        username)."""
+        needs_password = bool(self.smtp_username)
+        return bool(
+            self.smtp_server
+            and self.smtp_port
+            and self.sender_email
+            and (self.has_password or not needs_password)
+        )
+
+    @property
+    def masked_username(self) -> str:
+        return mask_username(self.smtp_username)
+
+    @property
+    def status(self) -> ConfigStatus:
+        if not self.smtp_enabled or not self.is_complete:
+            return ConfigStatus.NOT_CONFIGURED
+        if not self.smtp_last_tested_at:
+            return ConfigStatus.UNTESTED
+        if not self.smtp_test_result.get("ok"):
+            return ConfigStatus.ERROR
+        if timezone.now() - self.smtp_last_tested_at > TEST_FRESHNESS:
+            return ConfigStatus.OUTDATED
+        return ConfigStatus.WORKING
+
+
+def mask_username(username: str) -> str:
+    """``system@example.com`` -> ``sys***@example.com``; never more than 3 characters shown."""
+    if not username:
+        return ""
+    local, at, domain = username.partition("@")
+    return f"{local[:3]}***{at}{domain}"
+
+
+class ConfigChange(models.Model):
+    """Who changed what and when.
+
+    ``changes`` maps a field name to ``{"from": old, "to": new}``; for the password it holds
+    only what happened to it (``"set"``, ``"changed"`` or ``"cleared"``), never a value.
+    """
+
+    changed_at = models.DateTimeField(default=timezone.now, db_index=True)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    changes = models.JSONField(default=dict)
+    version = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["-changed_at"]
+
+    def __str__(self) -> str:
+        who = self.changed_by or "system"
+        return f"v{self.version} by {who}: {', '.join(self.changes) or 'no field changes'}"

@@ -1,0 +1,111 @@
+"""One resolved SMTP server: where to connect and as whom, with the secret by reference.
+
+A route is immutable and cheap to keep in memory in every process. It never holds a
+plaintext secret: the admin route carries the ciphertext, the environment routes carry the
+name of the setting; ``password()`` turns either into the secret at the moment a
+connection is opened, in the process that opens it. ``repr`` and ``str`` never show it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from email.utils import formataddr
+
+from django.conf import settings
+
+from smtp_settings.crypto import EncryptedSecret
+
+ADMIN = "admin"
+ENVIRONMENT = "environment"
+BACKUP = "backup"
+OVERRIDE = "override"
+ROUTE_NAMES = (ADMIN, ENVIRONMENT, BACKUP)
+
+SECURITY_MODES = ("TLS", "SSL", "NONE")
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """Where a route's password lives: a ciphertext token, or a settings entry."""
+
+    token: str = field(default="", repr=False)
+    setting_route: str = ""  # "SMTP_ENVIRONMENT_ROUTE" or "SMTP_BACKUP_ROUTE"
+    plaintext: str = field(default="", repr=False)  # keyword overrides only
+
+    def reveal(self) -> str:
+        if self.token:
+            return EncryptedSecret(self.token).reveal()
+        if self.setting_route:
+            return getattr(settings, self.setting_route).get("password", "")
+        return self.plaintext
+
+    def __bool__(self) -> bool:
+        if self.setting_route:
+            return bool(getattr(settings, self.setting_route).get("password"))
+        return bool(self.token or self.plaintext)
+
+
+@dataclass(frozen=True)
+class SmtpRoute:
+    """An SMTP server a message may be sent through."""
+
+    name: str
+    host: str
+    port: int
+    security: str = "TLS"
+    username: str = ""
+    secret: SecretRef = field(default_factory=SecretRef, repr=False, compare=False)
+    timeout: float = 10.0
+    verify_certificates: bool = True
+    sender_email: str = ""
+    sender_name: str = ""
+
+    @property
+    def use_tls(self) -> bool:
+        return self.security == "TLS"
+
+    @property
+    def use_ssl(self) -> bool:
+        return self.security == "SSL"
+
+    @property
+    def address(self) -> str:
+        """host:port, as shown to admins and in the health JSON."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def sender(self) -> str:
+        """The From header this route sends as when the caller gave no sender of its own."""
+        if not self.sender_email:
+            return ""
+        return (
+            formataddr((self.sender_name, self.sender_email))
+            if self.sender_name
+            else self.sender_email
+        )
+
+    def password(self) -> str:
+        """The plaintext secret. Call only where the SMTP connection is opened."""
+        return self.secret.reveal()
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.security} {self.address})"
+
+
+def route_from_settings(name: str, setting_name: str) -> SmtpRoute | None:
+    """Build the environment or backup route from its settings, or None when unset."""
+    values = getattr(settings, setting_name)
+    if not values.get("server"):
+        return None
+    return SmtpRoute(
+        name=name,
+        host=values["server"],
+        port=int(values["port"]),
+        security=values.get("security", "TLS").upper(),
+        username=values.get("username", ""),
+        secret=SecretRef(setting_route=setting_name),
+        timeout=float(settings.SMTP_TIMEOUT),
+        verify_certificates=True,
+        sender_email=values.get("sender_email") or "",
+        sender_name=values.get("sender_name") or "",
+    )

@@ -1,0 +1,279 @@
+"""Real SMTP servers for tests and benchmarks, on free loopback ports.
+
+``SmtpServer`` wraps an aiosmtpd ``Controller`` with a recording handler: every message it
+received (envelope, parsed message, Message-ID), every AUTH attempt (with the credentials,
+so a test can prove which password reached which host), and the number of sessions.
+It can do STARTTLS or implicit TLS with a trustme certificate, require AUTH, and answer
+chosen codes at MAIL FROM, RCPT TO or DATA. ``RawServer`` plays the servers aiosmtpd
+cannot: one that accepts and never speaks (stall), and one that drops the line after EHLO.
+``free_port()`` gives a port with nothing listening (connection refused).
+
+Binds only to 127.0.0.1. Nothing here mocks smtplib.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+    peer: Any = None
+
+    @property
+    def message(self) -> email.message.EmailMessage:
+        return email.message_from_bytes(self.data, policy=email.policy.default)
+
+    @property
+    def message_id(self) -> str:
+        return str(self.message["Message-ID"])
+
+
+@dataclass
+class Behaviour:
+    """Codes to answer instead of 250; None answers normally."""
+
+    mail: str | None = None
+    rcpt: str | dict[str, str] | None = None  # a code for all, or per address
+    data: str | None = None
+
+
+@dataclass
+class Recorder:
+    messages: list[Received] = field(default_factory=list)
+    auth_attempts: list[tuple[str, str, bool]] = field(default_factory=list)
+    sessions: int = 0
+    mail_commands: int = 0
+    data_commands: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    arrived: threading.Condition = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.arrived = threading.Condition(self.lock)
+
+    def message_ids(self) -> list[str]:
+        with self.lock:
+            return [m.message_id for m in self.messages]
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
+        """Wait until at least ``count`` messages arrived; return them (no sleeps)."""
+        deadline = time.monotonic() + timeout
+        with self.arrived:
+            while len(self.messages) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(
+                        f"{len(self.messages)} of {count} messages arrived in {timeout}s"
+                    )
+                self.arrived.wait(remaining)
+            return list(self.messages)
+
+
+class RecordingHandler:
+    def __init__(self, recorder: Recorder, behaviour: Behaviour) -> None:
+        self.recorder = recorder
+        self.behaviour = behaviour
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        with self.recorder.lock:
+            self.recorder.sessions += 1
+        session.host_name = hostname
+        return responses
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        with self.recorder.lock:
+            self.recorder.mail_commands += 1
+        if self.behaviour.mail:
+            return self.behaviour.mail
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        answer = self.behaviour.rcpt
+        if isinstance(answer, dict):
+            answer = answer.get(address)
+        if answer:
+            return answer
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.recorder.lock:
+            self.recorder.data_commands += 1
+        if self.behaviour.data:
+            return self.behaviour.data
+        received = Received(
+            envelope.mail_from, list(envelope.rcpt_tos), envelope.content, session.peer
+        )
+        with self.recorder.arrived:
+            self.recorder.messages.append(received)
+            self.recorder.arrived.notify_all()
+        return "250 Message accepted for delivery"
+
+
+class SmtpServer:
+    """An aiosmtpd server on 127.0.0.1. ``security`` is "NONE", "TLS" (STARTTLS) or "SSL"."""
+
+    def __init__(
+        self,
+        *,
+        security: str = "NONE",
+        server_context: ssl.SSLContext | None = None,
+        credentials: dict[str, str] | None = None,
+        behaviour: Behaviour | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.security = security
+        self.server_context = server_context
+        self.credentials = credentials
+        self.behaviour = behaviour or Behaviour()
+        self.port = port or free_port()
+        self.host = HOST
+        self.recorder = Recorder()
+        self.controller: Controller | None = None
+
+    # -- what tests read ---------------------------------------------------------------------
+    @property
+    def messages(self) -> list[Received]:
+        with self.recorder.lock:
+            return list(self.recorder.messages)
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
+        return self.recorder.wait_for(count, timeout)
+
+    @property
+    def auth_attempts(self) -> list[tuple[str, str, bool]]:
+        with self.recorder.lock:
+            return list(self.recorder.auth_attempts)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def _authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
+        if not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        username = auth_data.login.decode()
+        password = auth_data.password.decode()
+        ok = bool(self.credentials) and self.credentials.get(username) == password
+        with self.recorder.lock:
+            self.recorder.auth_attempts.append((username, password, ok))
+        return AuthResult(success=ok)
+
+    def start(self) -> SmtpServer:
+        kwargs: dict[str, Any] = {"hostname": self.host, "port": self.port, "ready_timeout": 10}
+        if self.security == "SSL":
+            kwargs["ssl_context"] = self.server_context
+        elif self.security == "TLS":
+            kwargs["tls_context"] = self.server_context
+            kwargs["require_starttls"] = False
+        if self.credentials is not None:
+            kwargs["authenticator"] = self._authenticate
+            kwargs["auth_required"] = True
+            # aiosmtpd only knows about STARTTLS; over implicit TLS (and for the "AUTH on a
+            # plain line" tests) it must be told to offer AUTH anyway.
+            kwargs["auth_require_tls"] = self.security == "TLS"
+        self.controller = Controller(RecordingHandler(self.recorder, self.behaviour), **kwargs)
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self.controller is not None:
+            self.controller.stop(no_assert=True)
+            self.controller = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> SmtpServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class RawServer:
+    """A TCP server that misbehaves on purpose.
+
+    ``mode="stall"``: accepts and never sends a greeting.
+    ``mode="drop_after_ehlo"``: greets, answers EHLO, then closes the line.
+    ``mode="greet_421"``: answers the connection with 421 and closes.
+    """
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.host = HOST
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((HOST, 0))
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self._open: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def start(self) -> RawServer:
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)
+        self._thread.start()
+        return self
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            self.connections += 1
+            self._open.append(conn)
+            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
+
+    def _talk(self, conn: socket.socket) -> None:
+        try:
+            if self.mode == "stall":
+                self._stop.wait()
+            elif self.mode == "greet_421":
+                conn.sendall(b"421 4.3.2 Service not available, closing channel\r\n")
+            elif self.mode == "drop_after_ehlo":
+                conn.sendall(b"220 raw.test ESMTP\r\n")
+                conn.settimeout(5)
+                conn.recv(1024)
+                conn.sendall(b"250-raw.test\r\n250 AUTH PLAIN LOGIN\r\n")
+        except OSError:
+            pass
+        finally:
+            if self.mode != "stall":
+                conn.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for conn in self._open:
+            conn.close()
+        self.sock.close()
+        self._thread.join(timeout=2)
+
+    def __enter__(self) -> RawServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
