@@ -141,6 +141,24 @@ def smtp_server(smtp_factory) -> SmtpServer:
     return smtp_factory()
 
 
+# -- Celery ------------------------------------------------------------------------------------
+@pytest.fixture
+def celery_worker(transactional_db) -> Iterator[object]:
+    """A real Celery worker (a thread of this process) consuming the test Redis broker.
+
+    Tests that use it must be ``transaction=True`` (the worker thread has its own database
+    connection and sees only committed rows).
+    """
+    from celery.contrib.testing.worker import start_worker
+
+    from config.celery import app
+
+    with start_worker(
+        app, pool="solo", concurrency=1, perform_ping_check=False, loglevel="WARNING"
+    ) as worker:
+        yield worker
+
+
 # -- configuration -----------------------------------------------------------------------------
 @pytest.fixture
 def configure_admin(db) -> Callable[..., object]:
