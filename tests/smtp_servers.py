@@ -177,7 +177,9 @@ class SmtpServer:
         ok = bool(self.credentials) and self.credentials.get(username) == password
         with self.recorder.lock:
             self.recorder.auth_attempts.append((username, password, ok))
-        return AuthResult(success=ok)
+        # handled=False: aiosmtpd then answers 535 itself; with the default (True) a refused
+        # AUTH got no reply at all and the client waited for its timeout.
+        return AuthResult(success=ok, handled=False)
 
     def start(self) -> SmtpServer:
         kwargs: dict[str, Any] = {"hostname": self.host, "port": self.port, "ready_timeout": 10}
