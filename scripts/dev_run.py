@@ -29,6 +29,10 @@ DEFAULT_SINK_PORT = 1025
 DEFAULT_ALLOWED_PORTS = "25,465,587,2525"
 SUPERUSER_NAME = "admin"
 STARTUP_SECONDS = 10.0
+SINK_PORT_BUSY = (
+    "The SMTP sink cannot listen on {address}: the port is in use (another make run?). "
+    "Stop that, or set DEV_SMTP_PORT to a free port."
+)
 SINK_COMMAND = (sys.executable, "-m", "aiosmtpd", "-n", "-c", "aiosmtpd.handlers.Debugging")
 
 
@@ -65,6 +69,15 @@ def ensure_dev_superuser() -> tuple[str, str] | None:
     password = secrets.token_urlsafe(12)
     user_model.objects.create_superuser(username=username, email="", password=password)
     return username, password
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((HOST, port))
+        except OSError:
+            return False
+    return True
 
 
 def wait_for_port(port: int, process: subprocess.Popen, deadline: float) -> bool:
@@ -140,6 +153,9 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     login = prepare(env)
     sink = server = None
+    if not port_is_free(int(sink_port)):
+        print(SINK_PORT_BUSY.format(address=f"{HOST}:{sink_port}"), file=sys.stderr)
+        return 1
     try:
         sink = subprocess.Popen(  # noqa: S603 - our own argv, no shell
             [*SINK_COMMAND, "-l", f"{HOST}:{sink_port}"],
@@ -147,11 +163,7 @@ def main() -> int:
             process_group=0,
         )
         if not wait_for_port(int(sink_port), sink, time.monotonic() + STARTUP_SECONDS):
-            print(
-                f"The SMTP sink did not start on {HOST}:{sink_port} (port in use?). "
-                "Set DEV_SMTP_PORT to a free port.",
-                file=sys.stderr,
-            )
+            print(SINK_PORT_BUSY.format(address=f"{HOST}:{sink_port}"), file=sys.stderr)
             return 1
         print(banner(http_port, sink_port, env, login), flush=True)
         server = subprocess.Popen(  # noqa: S603 - our own argv, no shell
