@@ -118,6 +118,10 @@ CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
+# Modules with tasks beyond the autodiscovered ``tasks.py`` of each app.
+CELERY_IMPORTS = ["smtp_settings.health_tasks"]
+# One entry per periodic job; each part adds its own key (keep this a dict).
+CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
 
 # --- Field encryption -----------------------------------------------------------------------
 # FIELD_ENCRYPTION_KEY is a comma-separated list of Fernet keys: the first encrypts, every
@@ -167,7 +171,16 @@ EMAIL_DEFER_ON_FAILURE = env.bool("EMAIL_DEFER_ON_FAILURE", default=True)
 EMAIL_DELIVERY_RETENTION_DAYS = env.int("EMAIL_DELIVERY_RETENTION_DAYS", default=30)
 EMAIL_HEALTH_TOKEN = env.str("EMAIL_HEALTH_TOKEN", default="")
 EMAIL_HEALTH_CHECK_INTERVAL = env.int("EMAIL_HEALTH_CHECK_INTERVAL", default=300)
+# Deferred mail older than this makes the email health "error" (mail is piling up).
+EMAIL_HEALTH_DEFERRED_MAX_AGE = env.int("EMAIL_HEALTH_DEFERRED_MAX_AGE", default=3600)
 SMTP_TEST_RATE = env.str("SMTP_TEST_RATE", default="10/m")
+
+CELERY_BEAT_SCHEDULE["email-health-check"] = {
+    "task": "smtp_settings.health_tasks.run_email_health_check",
+    "schedule": float(EMAIL_HEALTH_CHECK_INTERVAL),
+    # A check queued while no worker ran is worthless once the next one is due.
+    "options": {"expires": float(EMAIL_HEALTH_CHECK_INTERVAL)},
+}
 
 # --- Auth, i18n, static ---------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

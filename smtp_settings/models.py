@@ -174,3 +174,27 @@ class ConfigChange(models.Model):
     def __str__(self) -> str:
         who = self.changed_by or "system"
         return f"v{self.version} by {who}: {', '.join(self.changes) or 'no field changes'}"
+
+
+class EmailHealthRecord(models.Model):
+    """What the periodic email health check found (one row, pk=1; smtp_settings.health).
+
+    ``probes`` maps a route name to its last probe: the route's fingerprint (which server,
+    account and config version it probed), ok, the failed step, SMTP code and text, hint,
+    timings and time; the username only masked, never a secret. ``delivery`` caches the
+    delivery-log counts as of ``checked_at`` so that the health endpoint reads one row.
+    ``alert_state`` is the state the admins were last told about, so that each change of
+    state sends one alert, never one per check.
+    """
+
+    probes = models.JSONField(default=dict, blank=True)
+    delivery = models.JSONField(default=dict, blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    alert_state = models.CharField(max_length=300, blank=True, default="")
+    alert_changed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "email health record"
+
+    def __str__(self) -> str:
+        return f"email health checked at {self.checked_at or 'never'}"

@@ -1,0 +1,23 @@
+"""``{% email_health as health %}``: the email health for the admin index panel (staff only).
+
+A template tag rather than a context processor, so that no other page pays for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+
+from smtp_settings.health import EmailHealthMonitor
+
+register = template.Library()
+
+
+@register.simple_tag(takes_context=True)
+def email_health(context: template.Context) -> dict[str, Any] | None:
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    if user is None or not user.is_staff:
+        return None
+    return EmailHealthMonitor(live_delivery=True).check().as_dict()

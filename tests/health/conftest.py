@@ -1,0 +1,50 @@
+"""Fixtures for the email health tests: a health token, a staff user, and helpers that run
+the periodic check and read the endpoint the way a monitor does."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+TOKEN = "health-token-for-tests-0123456789"
+URL = "/admin/health/email"
+
+
+@pytest.fixture(autouse=True)
+def _health_settings(settings) -> None:
+    settings.EMAIL_HEALTH_TOKEN = TOKEN
+    settings.EMAIL_HEALTH_CHECK_INTERVAL = 300
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    settings.SMTP_ENVIRONMENT_ROUTE = {"server": "", "port": 587}
+    settings.SMTP_BACKUP_ROUTE = {"server": "", "port": 587}
+
+
+@pytest.fixture
+def monitor_get(client) -> Callable[..., object]:
+    """GET a URL with the bearer token, as a monitor does."""
+
+    def get(url: str = URL, token: str = TOKEN):
+        return client.get(url, headers={"Authorization": f"Bearer {token}"})
+
+    return get
+
+
+@pytest.fixture
+def run_check() -> Callable[[], dict]:
+    from smtp_settings.health_tasks import run_health_check
+
+    return run_health_check
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 20.0) -> object:
+    """Poll ``predicate`` until it returns something truthy (a condition, not a sleep)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(0.05)
