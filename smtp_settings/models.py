@@ -8,7 +8,8 @@ decrypts the password.
 
 from __future__ import annotations
 
-from datetime import timedelta
+import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -52,6 +53,16 @@ class AdminConfigQuerySet(models.QuerySet):
         if count:
             _publish_after_commit()
         return count
+
+    def record_test_result(self, result: dict[str, Any], tested_at: datetime) -> int:
+        """Store a test outcome on the row without bumping ``version`` or republishing.
+
+        A test result is not SMTP configuration (it is not in the snapshot, no process
+        routes by it), and a version bump would make an admin's open page stale: their
+        next save would be refused as "changed by someone else". Callers filter on the
+        version they tested, so a result never lands on settings it did not test.
+        """
+        return models.QuerySet.update(self, smtp_last_tested_at=tested_at, smtp_test_result=result)
 
 
 class AdminConfig(SingletonModel):
@@ -198,3 +209,62 @@ class EmailHealthRecord(models.Model):
 
     def __str__(self) -> str:
         return f"email health checked at {self.checked_at or 'never'}"
+
+
+class SmtpTestRun(models.Model):
+    """One "Test connection" or "Send test email" request and its outcome.
+
+    Written by the web process (pending) and finished by the Celery task, so the admin page
+    can poll it and the outcome outlives the broker and any result backend. ``result`` is
+    the probe's or the send's JSON: never a password, never the username.
+    ``config_version`` is the AdminConfig version the test was of, when it tested the saved
+    settings; only then does the outcome also land on the AdminConfig row.
+    """
+
+    class Kind(models.TextChoices):
+        CONNECTION = "connection", "Test connection"
+        EMAIL = "email", "Send test email"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        OK = "ok", "OK"
+        ERROR = "error", "Error"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=7, choices=Status.choices, default=Status.PENDING)
+    result = models.JSONField(default=dict, blank=True)
+    for_saved_settings = models.BooleanField(default=False)
+    config_version = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "SMTP test run"
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.status} at {self.created_at:%Y-%m-%d %H:%M}"
+
+    @classmethod
+    def finish(cls, run_id: Any, result: dict[str, Any], *, record_on_config: bool = True) -> None:
+        """Store ``result`` on the run and, for a test of the saved settings that are still
+        the saved settings, on the AdminConfig row."""
+        now = timezone.now()
+        status = cls.Status.OK if result.get("ok") else cls.Status.ERROR
+        cls.objects.filter(pk=run_id).update(status=status, result=result, finished_at=now)
+        run = cls.objects.filter(pk=run_id).values("for_saved_settings", "config_version").first()
+        if not (record_on_config and run and run["for_saved_settings"]):
+            return
+        if run["config_version"] is None:
+            return
+        AdminConfig.objects.filter(pk=1, version=run["config_version"]).record_test_result(
+            result, now
+        )
