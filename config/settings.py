@@ -173,6 +173,8 @@ EMAIL_HEALTH_TOKEN = env.str("EMAIL_HEALTH_TOKEN", default="")
 EMAIL_HEALTH_CHECK_INTERVAL = env.int("EMAIL_HEALTH_CHECK_INTERVAL", default=300)
 # Deferred mail older than this makes the email health "error" (mail is piling up).
 EMAIL_HEALTH_DEFERRED_MAX_AGE = env.int("EMAIL_HEALTH_DEFERRED_MAX_AGE", default=3600)
+# The health endpoint computes the health at most once per this many seconds per process.
+EMAIL_HEALTH_CACHE_SECONDS = env.float("EMAIL_HEALTH_CACHE_SECONDS", default=1.0)
 SMTP_TEST_RATE = env.str("SMTP_TEST_RATE", default="10/m")
 
 CELERY_BEAT_SCHEDULE["email-health-check"] = {

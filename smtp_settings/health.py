@@ -36,7 +36,9 @@ server texts are stripped of the username before they are recorded.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+import threading
+import time
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -177,7 +179,10 @@ class EmailHealth:
         return 200 if self.deliverable else 503
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Shallow on purpose (dataclasses.asdict deep-copies): the result is only serialized.
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["routes"] = [dict(vars(route)) for route in self.routes]
+        return data
 
 
 # -- reading the records ------------------------------------------------------------------------
@@ -334,7 +339,8 @@ class EmailHealthMonitor:
         configured = routes_from_snapshot(snapshot)
         version = int(snapshot.get("version", 0) or 0)
         try:
-            records, database_ok = load_records(), resolver.database_available
+            records = load_records()
+            database_ok = resolver.database_available
         except DatabaseError as exc:
             logger.error("email health: database unreachable (%s)", exc.__class__.__name__)
             records, database_ok = Records(), False
@@ -405,3 +411,37 @@ class EmailHealthMonitor:
             check_interval_seconds=check_interval(),
             checked_at=now.isoformat(),
         )
+
+
+class RecentHealth:
+    """The health this process computed last, reused for up to ``max_age`` seconds.
+
+    Under a monitor's or a load balancer's polling, the health endpoint then reads the
+    database at most once per ``EMAIL_HEALTH_CACHE_SECONDS`` per process, as the resolver
+    reads Redis at most once per ``SMTP_CONFIG_REFRESH_SECONDS``. The records it is built
+    from change once per check interval, so a second's lag changes nothing a monitor can
+    act on; ``checked_at`` says when it was computed. The process that runs a check clears
+    it, so that process serves the new results at once.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entry: tuple[float, EmailHealth] | None = None
+
+    def get(self, max_age: float) -> EmailHealth:
+        entry = self._entry
+        if entry is not None and time.monotonic() - entry[0] < max_age:
+            return entry[1]
+        with self._lock:
+            entry = self._entry
+            if entry is not None and time.monotonic() - entry[0] < max_age:
+                return entry[1]  # another thread computed it while this one waited
+            health = EmailHealthMonitor().check()
+            self._entry = (time.monotonic(), health)
+            return health
+
+    def clear(self) -> None:
+        self._entry = None
+
+
+recent_health = RecentHealth()

@@ -24,7 +24,12 @@ from django.utils import timezone
 
 from smtp_settings import alerts
 from smtp_settings.delivery_stats import read_delivery_stats
-from smtp_settings.health import EmailHealthMonitor, route_fingerprint, safe_result
+from smtp_settings.health import (
+    EmailHealthMonitor,
+    recent_health,
+    route_fingerprint,
+    safe_result,
+)
 from smtp_settings.models import AdminConfig, EmailHealthRecord, mask_username
 from smtp_settings.probe import ProbeResult, probe
 from smtp_settings.resolver import get_resolver, routes_from_snapshot
@@ -80,6 +85,7 @@ def run_health_check() -> dict[str, Any]:
     EmailHealthRecord.objects.update_or_create(
         pk=1, defaults={"probes": probes, "delivery": delivery, "checked_at": timezone.now()}
     )
+    recent_health.clear()  # this process serves the new results at once
     for route in routes:
         logger.info("email health: %s", results[route.name].summary())
     return EmailHealthMonitor().check().as_dict()

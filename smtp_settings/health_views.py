@@ -6,8 +6,9 @@ compared in constant time (an empty configured token matches nothing). Anyone el
 with a token is judged by the token alone, so a monitor's request never loads a session.
 
 The health view serves recorded probe results: it opens no SMTP connection and makes at
-most one database query (the resolver's routes are in memory). It must never put a secret
-in a response.
+most one database query (the resolver's routes are in memory; the health is computed at
+most once per ``EMAIL_HEALTH_CACHE_SECONDS`` per process, see ``health.RecentHealth``).
+It must never put a secret in a response.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_safe
 
-from smtp_settings.health import EmailHealthMonitor
+from smtp_settings.health import recent_health
 
 
 def bearer_token_matches(request: HttpRequest) -> bool:
@@ -68,7 +69,7 @@ def health_auth(view: Callable[[HttpRequest], HttpResponse]) -> Callable[..., Ht
 @health_auth
 def email_health(request: HttpRequest) -> HttpResponse:
     """200 when mail can be delivered now, 503 otherwise; the reason is in the JSON."""
-    health = EmailHealthMonitor().check()
+    health = recent_health.get(settings.EMAIL_HEALTH_CACHE_SECONDS)
     return JsonResponse(health.as_dict(), status=health.http_status)
 
 

@@ -13,6 +13,15 @@ URL = "/admin/health/email"
 
 
 @pytest.fixture(autouse=True)
+def _no_health_from_an_earlier_test():
+    from smtp_settings.health import recent_health
+
+    recent_health.clear()
+    yield
+    recent_health.clear()
+
+
+@pytest.fixture(autouse=True)
 def _health_settings(settings) -> None:
     settings.EMAIL_HEALTH_TOKEN = TOKEN
     settings.EMAIL_HEALTH_CHECK_INTERVAL = 300

@@ -7,6 +7,7 @@ import json
 import pytest
 from django.contrib.auth import get_user_model
 
+from smtp_settings.health import recent_health
 from smtp_settings.models import AdminConfig
 from smtp_settings.resolver import get_resolver
 from tests.conftest import SMTP_PASSWORD, SMTP_USER, route_settings
@@ -171,8 +172,34 @@ def test_view_opens_no_smtp_connection_and_makes_at_most_one_query(
     sessions = server.recorder.sessions
 
     for _ in range(3):
+        recent_health.clear()  # a cold read each time: the worst case
         with django_assert_max_num_queries(1):
             response = monitor_get()
         assert response.status_code == 200
 
     assert server.recorder.sessions == sessions
+
+
+def test_records_read_within_the_cache_window_are_reused(
+    smtp_factory, configure_admin, run_check, monitor_get, django_assert_num_queries
+):
+    configure_admin(smtp_factory())
+    run_check()
+    get_resolver().routes()
+    monitor_get()
+
+    with django_assert_num_queries(0):
+        assert monitor_get().json()["status"] == "healthy"
+
+
+def test_a_new_check_is_served_at_once_by_the_process_that_ran_it(
+    smtp_factory, configure_admin, refused_port, run_check, monitor_get, settings
+):
+    configure_admin(None, smtp_port=refused_port)
+    run_check()
+    assert monitor_get().status_code == 503
+
+    settings.SMTP_BACKUP_ROUTE = route_settings(smtp_factory())
+    run_check()
+
+    assert monitor_get().status_code == 200
