@@ -19,7 +19,6 @@ from typing import Any
 
 from celery import shared_task
 from django.db import DatabaseError
-from django.db.models import F
 from django.utils import timezone
 
 from smtp_settings import alerts
@@ -50,14 +49,10 @@ def recorded_probe(route: SmtpRoute, config_version: int, result: ProbeResult) -
 
 
 def record_admin_test(config_version: int, result: dict[str, Any]) -> bool:
-    """Stamp the admin row's last test, only if it is still the version that was probed.
-
-    ``version=F("version")`` keeps the version (AdminConfigQuerySet.update would bump it).
-    """
-    updated = AdminConfig.objects.filter(pk=1, version=config_version).update(
-        version=F("version"),
-        smtp_last_tested_at=timezone.now(),
-        smtp_test_result=result,
+    """Stamp the admin row's last test, only if it is still the version that was probed
+    (``record_test_result`` neither bumps the version nor republishes)."""
+    updated = AdminConfig.objects.filter(pk=1, version=config_version).record_test_result(
+        result, timezone.now()
     )
     return bool(updated)
 
