@@ -16,6 +16,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 from solo.admin import SingletonModelAdmin
 
+from smtp_settings.admin_views import SmtpToolsAdminMixin
 from smtp_settings.forms import EDITABLE_FIELDS, AdminConfigForm
 from smtp_settings.models import AdminConfig, ConfigChange
 
@@ -41,7 +42,7 @@ def tracked_changes(form: AdminConfigForm, obj: AdminConfig) -> dict[str, Any]:
 
 
 @admin.register(AdminConfig)
-class AdminConfigAdmin(SingletonModelAdmin):
+class AdminConfigAdmin(SmtpToolsAdminMixin, SingletonModelAdmin):
     form = AdminConfigForm
     change_form_template = "admin/smtp_settings/adminconfig/change_form.html"
     fieldsets = (

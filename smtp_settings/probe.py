@@ -303,7 +303,7 @@ def _is_policy(exc: SmtpError) -> bool:
 
 
 def _failed(result: ProbeResult, exc: SmtpError, route: SmtpRoute, secret: str) -> ProbeResult:
-    scrub = _scrubber(secret, route.username)
+    scrub = scrubber(secret, route.username)
     result.ok = False
     result.step = exc.step or CONNECT
     result.error = type(exc).__name__
@@ -313,7 +313,7 @@ def _failed(result: ProbeResult, exc: SmtpError, route: SmtpRoute, secret: str) 
     return result
 
 
-def _scrubber(secret: str, username: str) -> Callable[[str], str]:
+def scrubber(secret: str, username: str) -> Callable[[str], str]:
     """Server text is untrusted: a server might echo the AUTH exchange back. Remove the
     password, and its base64 forms as AUTH PLAIN and LOGIN send it, from any text kept."""
     forms: list[str] = []

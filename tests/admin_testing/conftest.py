@@ -3,6 +3,8 @@ settings form accepts (their random ports allowed), and a wait for a test run to
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from collections.abc import Callable
 
@@ -16,8 +18,9 @@ from smtp_settings.models import SmtpTestRun
 @pytest.fixture
 def make_user(django_user_model) -> Callable[..., object]:
     def make(name: str = "tester", *, staff: bool = True, can_change: bool = True, **extra):
+        extra.setdefault("email", f"{name}@example.com")
         user = django_user_model.objects.create_user(
-            name, email=f"{name}@example.com", password="login-pw-1", is_staff=staff, **extra
+            name, password="login-pw-1", is_staff=staff, **extra
         )
         if can_change:
             user.user_permissions.add(
@@ -58,3 +61,14 @@ def wait_for_run(run_id: str, timeout: float = 20.0) -> SmtpTestRun:
         if time.monotonic() > deadline:
             raise AssertionError(f"test run {run_id} still pending after {timeout}s")
         time.sleep(0.05)
+
+
+def queued_tasks(redis_client) -> list[dict]:
+    """The task messages waiting in the Redis broker's default queue, decoded:
+    ``{"task": name, "kwargs": {...}, "raw": the message exactly as Redis holds it}``."""
+    queued = []
+    for raw in redis_client.lrange("celery", 0, -1):
+        message = json.loads(raw)
+        _args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+        queued.append({"task": message["headers"]["task"], "kwargs": kwargs, "raw": raw.decode()})
+    return queued

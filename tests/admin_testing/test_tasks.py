@@ -161,7 +161,8 @@ def test_test_email_arrives_through_the_admin_route_and_is_recorded(
     result = tasks.send_test_email(str(run.pk), "alice@example.net")
 
     [received] = server.wait_for(1)
-    assert result["ok"] and result["delivered"]
+    assert result["ok"]
+    assert result["delivered"]
     assert (result["route"], result["server"]) == ("admin", f"127.0.0.1:{server.port}")
     assert received.rcpt_tos == ["alice@example.net"]
     assert received.message_id == result["message_id"]
