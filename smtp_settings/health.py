@@ -259,8 +259,7 @@ def route_health(
 # -- deciding ----------------------------------------------------------------------------------
 def _deferred_piling_up(delivery: dict[str, Any]) -> bool:
     age = delivery.get("oldest_deferred_age_seconds")
-    limit = getattr(settings, "EMAIL_HEALTH_DEFERRED_MAX_AGE", 3600)
-    return age is not None and age > limit
+    return age is not None and age > settings.EMAIL_HEALTH_DEFERRED_MAX_AGE
 
 
 def _no_route_status(snapshot: dict[str, Any]) -> tuple[str, str]:
@@ -289,9 +288,10 @@ def _route_status(routes: list[RouteHealth]) -> tuple[str, str]:
             f"({active.server}) works."
         )
     if active.state == NEVER:
+        meanwhile = f" Meanwhile the {working.route} route works." if working else ""
         return UNTESTED, (
             f"The {active.route} route ({active.server}) has not been probed with its current "
-            "settings yet; the next health check will."
+            f"settings yet; the next health check will.{meanwhile}"
         )
     why = (
         f"its last probe failed at the {active.step or 'unknown'} step: {active.hint}"

@@ -209,3 +209,16 @@ def test_check_stamps_admin_test_result_without_bumping_version(
     assert row.smtp_last_tested_at is not None
     assert row.smtp_test_result["ok"] is True
     assert check().last_test_result["ok"] is True
+
+
+def test_check_republishes_a_lost_snapshot_to_redis(
+    smtp_factory, configure_admin, run_check, redis_client, settings
+):
+    configure_admin(smtp_factory())
+    key = f"{settings.SMTP_CONFIG_REDIS_PREFIX}:snapshot"
+    redis_client.delete(key)
+
+    run_check()
+
+    assert redis_client.get(key) is not None
+    assert b'"smtp_enabled": true' in redis_client.get(key)
