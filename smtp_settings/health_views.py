@@ -14,14 +14,16 @@ It must never put a secret in a response.
 from __future__ import annotations
 
 import hmac
+import json
 from collections.abc import Callable
 from functools import wraps
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_safe
 
-from smtp_settings.health import recent_health
+from smtp_settings.health import EmailHealth, recent_health
 
 
 def bearer_token_matches(request: HttpRequest) -> bool:
@@ -65,12 +67,26 @@ def health_auth(view: Callable[[HttpRequest], HttpResponse]) -> Callable[..., Ht
     return wrapper
 
 
+_rendered: tuple[EmailHealth, bytes] | None = None
+
+
+def _render(health: EmailHealth) -> bytes:
+    """The JSON of ``health``, encoded once however many requests the same health serves."""
+    global _rendered
+    cached = _rendered
+    if cached is not None and cached[0] is health:
+        return cached[1]
+    body = json.dumps(health.as_dict(), cls=DjangoJSONEncoder).encode()
+    _rendered = (health, body)
+    return body
+
+
 @require_safe
 @health_auth
 def email_health(request: HttpRequest) -> HttpResponse:
     """200 when mail can be delivered now, 503 otherwise; the reason is in the JSON."""
     health = recent_health.get(settings.EMAIL_HEALTH_CACHE_SECONDS)
-    return JsonResponse(health.as_dict(), status=health.http_status)
+    return HttpResponse(_render(health), content_type="application/json", status=health.http_status)
 
 
 @require_safe
