@@ -6,12 +6,16 @@ a connection closes it) and adds, per message:
 
 - the routes from ``resolver`` (admin, environment, backup), read from memory;
 - failover to the next route only while the message is certainly not accepted: connect,
-  TLS, AUTH, MAIL FROM, a temporary RCPT refusal, or a 4xx at DATA. A message the server
-  accepted is never offered to another server; a permanent recipient refusal neither;
-- one structured log line per message (route, host, message-id, outcome, SMTP code);
+  TLS, AUTH, MAIL FROM, a temporary RCPT refusal, or a 4xx answer to DATA. A message the
+  server accepted, or may have accepted (line lost after the last byte of DATA), is never
+  offered to another server; a permanent recipient refusal neither;
+- one structured log line per message (route, host, message-id, outcome, SMTP code), and a
+  warning per failed attempt with the admin hint; never a secret;
 - a hand-off to ``notifications`` that records the outcome and defers what no route took.
 
-The password is decrypted in ``connection.open_connection`` and nowhere else.
+It must not query the database or Redis per message, and must not decrypt a password: that
+happens in ``connection.open_connection`` and nowhere else. It stays a plain
+``EmailBackend`` subclass so that Django 6.1's ``MAILERS`` can name it as is.
 """
 
 from __future__ import annotations
@@ -26,23 +30,30 @@ from django.core.mail.backends.smtp import EmailBackend
 from django.core.mail.message import EmailMessage, sanitize_address
 from django.core.mail.utils import DNS_NAME
 
+from notifications import recorder
 from smtp_settings import errors
-from smtp_settings.connection import context_for, open_connection
+from smtp_settings.connection import context_for, open_connection, send_transaction
 from smtp_settings.resolver import current_routes
 from smtp_settings.routes import OVERRIDE, SecretRef, SmtpRoute
 
 logger = logging.getLogger("smtp_settings.send")
 
+NOT_CONFIGURED = (
+    "No SMTP server is configured: enable and complete the SMTP settings in admin, or set "
+    "SMTP_SERVER."
+)
 
-def ensure_message_id(message: EmailMessage) -> str:
-    """Fix the Message-ID before the first attempt, so that every route, retry and log line
-    sees the same one (Django would otherwise make a new one per ``message()`` call)."""
+
+def ensure_message_id(message: EmailMessage) -> tuple[str, bool]:
+    """Fix the Message-ID before the first attempt, so that every route, the log line and
+    the deferred copy see the same one (Django would make a new one per ``message()``).
+    Returns (id, whether it was added here)."""
     for name, value in message.extra_headers.items():
         if name.lower() == "message-id":
-            return value
+            return value, False
     message_id = make_msgid(domain=DNS_NAME)
     message.extra_headers["Message-ID"] = message_id
-    return message_id
+    return message_id, True
 
 
 class DynamicSMTPBackend(EmailBackend):
@@ -92,6 +103,9 @@ class DynamicSMTPBackend(EmailBackend):
         self.route: SmtpRoute | None = None
         self._routes: tuple[SmtpRoute, ...] = ()
         self._position = 0
+        # Routes that failed to connect, start TLS or authenticate during this
+        # send_messages call: the rest of the batch does not wait for them again.
+        self._unusable: dict[int, errors.SmtpError] = {}
 
     # -- routes ------------------------------------------------------------------------------
     def current_routes(self) -> tuple[SmtpRoute, ...]:
@@ -107,14 +121,18 @@ class DynamicSMTPBackend(EmailBackend):
         return routes
 
     def _override_route(self) -> SmtpRoute:
-        security = "SSL" if self.use_ssl else "TLS" if self.use_tls else "NONE"
+        """``get_connection(host=...)``: that server only, as the stock backend would use it
+        (EMAIL_* settings for what the caller did not pass)."""
+        password = self._overrides["password"]
         return SmtpRoute(
             name=OVERRIDE,
             host=self.host,
             port=int(self.port),
-            security=security,
+            security="SSL" if self.use_ssl else "TLS" if self.use_tls else "NONE",
             username=self.username or "",
-            secret=SecretRef(plaintext=self._overrides["password"] or ""),
+            secret=SecretRef(
+                plaintext=settings.EMAIL_HOST_PASSWORD if password is None else password
+            ),
             timeout=float(self.timeout or settings.SMTP_TIMEOUT),
         )
 
@@ -135,25 +153,29 @@ class DynamicSMTPBackend(EmailBackend):
             changes["timeout"] = float(given["timeout"])
         return replace(route, **changes)
 
+    def _load_routes(self) -> None:
+        self._routes = self.current_routes()
+        self._position = 0
+        if not self._routes:
+            # A configuration error, like anymail's: never silenced by fail_silently.
+            raise errors.SmtpNotConfigured(NOT_CONFIGURED)
+
     # -- connection --------------------------------------------------------------------------
     def open(self) -> bool | None:
         """Connect to the first route that takes a connection. Same return values as the
         stock backend: True if opened here, False if already open, None if failed silently."""
         if self.connection:
             return False
-        self._routes = self.current_routes()
-        if not self._routes:
-            raise errors.SmtpNotConfigured(
-                "No SMTP server is configured: enable the SMTP settings in admin or set "
-                "SMTP_SERVER."
-            )
+        self._load_routes()
+        self._unusable = {}
         failure: errors.SmtpError | None = None
-        for position in range(len(self._routes)):
+        for position, route in enumerate(self._routes):
             try:
                 self._open_route(position)
                 return True
             except errors.SmtpError as exc:
-                failure = exc
+                failure = self._unusable[position] = exc
+                self._log_attempt("-", route, exc)
         if self.fail_silently:
             return None
         raise failure
@@ -170,15 +192,22 @@ class DynamicSMTPBackend(EmailBackend):
         super().close()
         self.route = None
 
+    def _drop_if_dead(self) -> None:
+        # smtplib closes the socket itself when the line is lost or the server said 421;
+        # such a connection is forgotten, not QUIT (which would only fail again).
+        if self.connection is not None and self.connection.sock is None:
+            self.connection = None
+            self.route = None
+
     # -- sending -----------------------------------------------------------------------------
     def send_messages(self, email_messages: list[EmailMessage]) -> int:
         if not email_messages:
             return 0
         with self._lock:
-            opened_here = not self.connection
+            opened_here = self.connection is None
             if opened_here:
-                self._routes = self.current_routes()
-                self._position = 0
+                self._load_routes()
+            self._unusable = {}
             try:
                 return sum(1 for message in email_messages if self._deliver(message))
             finally:
@@ -189,50 +218,63 @@ class DynamicSMTPBackend(EmailBackend):
         """Send one message over the routes; True if a server (or the deferred queue) took it."""
         if not message.recipients():
             return False
-        if not self._routes:
-            if self.fail_silently:
-                return False
-            raise errors.SmtpNotConfigured(
-                "No SMTP server is configured: enable the SMTP settings in admin or set "
-                "SMTP_SERVER."
-            )
-        message_id = ensure_message_id(message)
+        message_id, added_id = ensure_message_id(message)
         original_from = message.from_email
         failures: list[errors.SmtpError] = []
         try:
-            for position in range(self._position, len(self._routes)):
+            # An open connection's route first (where the last message went), else from
+            # the top: a later message may go where an earlier one could not.
+            start = self._position if self.connection is not None else 0
+            for position in range(start, len(self._routes)):
+                route = self._routes[position]
+                known = self._unusable.get(position)
+                if known is not None:
+                    failures.append(known)
+                    continue
                 try:
-                    self._send_on(position, message, original_from)
+                    refused = self._send_on(position, message, original_from)
                 except errors.SmtpError as exc:
                     failures.append(exc)
-                    self._log(message_id, self._routes[position], "failed", exc.smtp_code)
-                    self.close()
+                    if exc.step in errors.ROUTE_STEPS:
+                        self._unusable[position] = exc
+                    self._drop_if_dead()
+                    self._log_attempt(message_id, route, exc)
                     if not exc.try_next_route:
                         break
                     continue
-                self._position = position
+                self._log_outcome(message_id, route, "sent", 250, len(failures) + 1, refused)
+                recorder.record_sent(message, route, refused)
                 return True
+            message.from_email = original_from
+            return self._not_delivered(message, message_id, failures)
         finally:
             message.from_email = original_from
-        return self._not_delivered(message, message_id, failures)
+            if added_id:
+                # The caller's object is left as it was: sending it again is a new message
+                # with a new Message-ID, as with Django's backend.
+                del message.extra_headers["Message-ID"]
 
-    def _send_on(self, position: int, message: EmailMessage, original_from: str | None) -> None:
+    def _send_on(
+        self, position: int, message: EmailMessage, original_from: str | None
+    ) -> dict[str, tuple[int, bytes]]:
         route = self._routes[position]
-        fresh = False
-        if self.connection is None or self.route is not route:
+        reused = self.connection is not None and self.route is route
+        if not reused:
             self._open_route(position)
-            fresh = True
         try:
-            self._sendmail(route, message, original_from)
+            return self._transact(route, message, original_from)
         except errors.SmtpError as exc:
-            # A reused connection the server dropped while idle: one fresh try on the same
-            # route before giving up on it. Nothing was accepted on a dead line.
-            if fresh or exc.step not in (errors.SENDER, errors.CONNECT) or exc.smtp_code:
+            # A reused connection the server dropped or timed out while idle fails at MAIL
+            # FROM with no answer (or 421): nothing was accepted, so one fresh connection to
+            # the same route is tried before moving on.
+            if not reused or exc.step != errors.SENDER or exc.smtp_code not in (None, 421):
                 raise
             self._open_route(position)
-            self._sendmail(route, message, original_from)
+            return self._transact(route, message, original_from)
 
-    def _sendmail(self, route: SmtpRoute, message: EmailMessage, original_from: str | None) -> None:
+    def _transact(
+        self, route: SmtpRoute, message: EmailMessage, original_from: str | None
+    ) -> dict[str, tuple[int, bytes]]:
         if route.sender and original_from in (None, "", settings.DEFAULT_FROM_EMAIL):
             message.from_email = route.sender
         else:
@@ -241,66 +283,68 @@ class DynamicSMTPBackend(EmailBackend):
         from_email = sanitize_address(message.from_email, encoding)
         recipients = [sanitize_address(addr, encoding) for addr in message.recipients()]
         payload = message.message().as_bytes(linesep="\r\n")
-        try:
-            refused = self.connection.sendmail(from_email, recipients, payload)
-        except Exception as exc:
-            raise errors.classify(
-                exc,
-                step=_step_of(exc),
-                route=route.name,
-                host=route.host,
-                port=route.port,
-                security=route.security,
-                timeout=route.timeout,
-                sender=from_email,
-            ) from None
-        self._log(message.extra_headers["Message-ID"], route, "sent", 250, refused)
-        from notifications.recorder import record_sent
-
-        record_sent(message, route, refused)
+        return send_transaction(self.connection, route, from_email, recipients, payload)
 
     def _not_delivered(
         self, message: EmailMessage, message_id: str, failures: list[errors.SmtpError]
     ) -> bool:
-        from notifications.recorder import defer, record_failed
-
-        last = failures[-1] if failures else None
-        if last is not None and not last.permanent and defer(message, failures):
-            self._log(message_id, None, "deferred", last.smtp_code)
+        last = failures[-1]
+        if not last.permanent and recorder.defer(message, failures):
+            self._log_outcome(message_id, None, "deferred", last.smtp_code, len(failures))
             return True
-        record_failed(message, failures)
-        if self.fail_silently or last is None:
+        recorder.record_failed(message, failures)
+        self._log_outcome(message_id, None, "failed", last.smtp_code, len(failures))
+        if self.fail_silently:
             return False
         raise last
 
+    # -- logging -----------------------------------------------------------------------------
     @staticmethod
-    def _log(
+    def _log_outcome(
         message_id: str,
         route: SmtpRoute | None,
         outcome: str,
         code: int | None,
+        attempts: int,
         refused: dict | None = None,
     ) -> None:
-        if not logger.isEnabledFor(logging.INFO):
+        level = logging.INFO if outcome == "sent" else logging.WARNING
+        if not logger.isEnabledFor(level):
             return
-        logger.info(
-            "send route=%s host=%s message_id=%s outcome=%s code=%s%s",
-            route.name if route else "-",
-            route.address if route else "-",
-            message_id,
-            outcome,
-            code if code is not None else "-",
-            f" refused={len(refused)}" if refused else "",
+        fields = {
+            "smtp_route": route.name if route else "-",
+            "smtp_host": route.address if route else "-",
+            "message_id": message_id,
+            "outcome": outcome,
+            "smtp_code": code,
+            "attempts": attempts,
+            "refused": len(refused or ()),
+        }
+        logger.log(
+            level,
+            "smtp send outcome=%(outcome)s route=%(smtp_route)s host=%(smtp_host)s "
+            "message_id=%(message_id)s code=%(smtp_code)s attempts=%(attempts)s "
+            "refused=%(refused)s",
+            fields,
+            extra=fields,
         )
 
-
-def _step_of(exc: BaseException) -> str:
-    import smtplib
-
-    if isinstance(exc, smtplib.SMTPSenderRefused):
-        return errors.SENDER
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        return errors.RECIPIENT
-    if isinstance(exc, smtplib.SMTPDataError):
-        return errors.DATA
-    return errors.SENDER  # lost line or timeout during the transaction: not accepted
+    @staticmethod
+    def _log_attempt(message_id: str, route: SmtpRoute, exc: errors.SmtpError) -> None:
+        fields = {
+            "smtp_route": route.name,
+            "smtp_host": route.address,
+            "message_id": message_id,
+            "outcome": "attempt_failed",
+            "smtp_code": exc.smtp_code,
+            "smtp_step": exc.step,
+            "error": type(exc).__name__,
+            "hint": exc.hint,
+        }
+        logger.warning(
+            "smtp send outcome=%(outcome)s route=%(smtp_route)s host=%(smtp_host)s "
+            "message_id=%(message_id)s step=%(smtp_step)s code=%(smtp_code)s "
+            "error=%(error)s hint=%(hint)s",
+            fields,
+            extra=fields,
+        )

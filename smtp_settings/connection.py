@@ -1,15 +1,21 @@
-"""Open an authenticated SMTP connection to one route, step by step, with timing.
+"""Talk SMTP to one route: open an authenticated connection, and run one mail transaction.
 
-Shared by the send path (``backends``) and the probe: connect, STARTTLS or implicit TLS,
-AUTH. Every socket operation is bounded by the route's timeout. A failure closes whatever
-was half-opened (a half-open plain connection must never be reused; see CVE-2026-7666) and
-raises an ``SmtpError`` that names the step. The password is revealed here, used for AUTH,
-and not kept.
+``open_connection`` is shared by the send path (``backends``) and the probe: connect,
+STARTTLS or implicit TLS, AUTH, with step timings. Every socket operation is bounded by the
+route's timeout. A failure closes whatever was half-opened (a half-open plain connection
+must never be reused; see CVE-2026-7666) and raises an ``SmtpError`` that names the step.
+The password is revealed here, used for AUTH, and not kept.
+
+``send_transaction`` is ``smtplib.SMTP.sendmail`` with the step tracked, so that the send
+path knows whether the server can have accepted the message: a line lost after the last
+byte of DATA went out raises ``SmtpOutcomeUnknown`` (never offered to another route), a
+refusal or a lost line before that raises an error that may fail over.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import smtplib
 import ssl
 import time
@@ -18,7 +24,17 @@ from functools import lru_cache
 from django.conf import settings
 from django.core.mail.utils import DNS_NAME
 
-from smtp_settings.errors import AUTH, CONNECT, TLS, classify
+from smtp_settings.errors import (
+    AUTH,
+    CONNECT,
+    DATA,
+    RECIPIENT,
+    SENDER,
+    TLS,
+    SmtpError,
+    SmtpOutcomeUnknown,
+    classify,
+)
 from smtp_settings.routes import SmtpRoute
 
 
@@ -125,3 +141,91 @@ def open_connection(
             security=route.security,
             timeout=route.timeout,
         ) from None
+
+
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+def send_transaction(
+    connection: smtplib.SMTP,
+    route: SmtpRoute,
+    from_addr: str,
+    recipients: list[str],
+    payload: bytes,
+) -> dict[str, tuple[int, bytes]]:
+    """MAIL FROM, RCPT TO, DATA on an open connection; return the refused recipients
+    in ``sendmail``'s shape (address -> (code, server text)).
+
+    The same commands and options as ``smtplib.SMTP.sendmail`` (so the same work as
+    Django's backend), with the step tracked. ``payload`` has CRLF line ends.
+    """
+    step = SENDER
+    try:
+        connection.ehlo_or_helo_if_needed()
+        options = [f"size={len(payload)}"] if connection.has_extn("size") else []
+        code, reply = connection.mail(from_addr, options)
+        if code != 250:
+            _abandon(connection, code)
+            raise smtplib.SMTPSenderRefused(code, reply, from_addr)
+        step = RECIPIENT
+        refused: dict[str, tuple[int, bytes]] = {}
+        for recipient in recipients:
+            code, reply = connection.rcpt(recipient)
+            if code not in (250, 251):
+                refused[recipient] = (code, reply)
+            if code == 421:
+                connection.close()
+                raise smtplib.SMTPRecipientsRefused(refused)
+        if len(refused) == len(recipients):
+            _abandon(connection, 0)
+            raise smtplib.SMTPRecipientsRefused(refused)
+        step = DATA
+        code, reply = connection.docmd("data")
+        if code != 354:
+            _abandon(connection, code)
+            raise smtplib.SMTPDataError(code, reply)
+        body = _LEADING_DOT.sub(b"..", payload)
+        if not body.endswith(b"\r\n"):
+            body += b"\r\n"
+        connection.send(body + b".\r\n")
+    except smtplib.SMTPException as exc:
+        # Includes a line lost while the message was still going out: without the final
+        # dot no server takes it, so another route may.
+        raise _classified(exc, step, route, from_addr) from None
+    # From here on the server has the whole message; only its answer is missing.
+    try:
+        code, reply = connection.getreply()
+    except smtplib.SMTPServerDisconnected as exc:
+        raise SmtpOutcomeUnknown(
+            f"{route.address} received the whole message but the line was lost before it "
+            f"answered ({exc}). It may have been delivered, so it is neither retried nor sent "
+            "through another route; check the recipient's inbox.",
+            route=route.name,
+            address=route.address,
+        ) from None
+    if code != 250:
+        _abandon(connection, code)
+        raise _classified(smtplib.SMTPDataError(code, reply), DATA, route, from_addr) from None
+    return refused
+
+
+def _abandon(connection: smtplib.SMTP, code: int) -> None:
+    """End a refused transaction the way smtplib does: 421 means the server is closing."""
+    if code == 421:
+        connection.close()
+        return
+    with contextlib.suppress(smtplib.SMTPServerDisconnected):
+        connection.rset()
+
+
+def _classified(exc: BaseException, step: str, route: SmtpRoute, from_addr: str) -> SmtpError:
+    return classify(
+        exc,
+        step=step,
+        route=route.name,
+        host=route.host,
+        port=route.port,
+        security=route.security,
+        timeout=route.timeout,
+        sender=from_addr,
+    )

@@ -18,6 +18,8 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
+from smtp_settings.crypto import CryptoError
+
 CONNECT, TLS, AUTH, SENDER, RECIPIENT, DATA = (
     "connect",
     "tls",
@@ -26,6 +28,8 @@ CONNECT, TLS, AUTH, SENDER, RECIPIENT, DATA = (
     "recipient",
     "data",
 )
+# The steps at which a failure says the route itself is unusable (not this one message).
+ROUTE_STEPS = (CONNECT, TLS, AUTH)
 
 APP_PASSWORD_PROVIDERS = {
     "gmail": "Gmail",
@@ -123,6 +127,17 @@ class SmtpMessageRefused(SmtpError):
         self.try_next_route = not self.permanent
 
 
+class SmtpOutcomeUnknown(SmtpError):
+    """The line was lost after the whole message was sent and before the server answered.
+
+    The server may have accepted it. Offering it to another route, or retrying it later,
+    could deliver it twice, so neither happens: it is reported, not retried."""
+
+    step = DATA
+    try_next_route = False
+    permanent = True
+
+
 class SmtpNotConfigured(SmtpError, ImproperlyConfigured):
     """No route is configured at all. A configuration error: never silenced."""
 
@@ -173,6 +188,42 @@ def _tls_hint(exc: ssl.SSLError, *, host: str, port: int, security: str) -> str:
     return f"The TLS handshake with {host}:{port} failed: {exc}."
 
 
+_STEP_CLASSES: dict[str, type[SmtpError]] = {
+    CONNECT: SmtpConnectError,
+    TLS: SmtpTlsError,
+    AUTH: SmtpAuthError,
+    SENDER: SmtpSenderRefused,
+}
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """smtplib reports a read that timed out as ``SMTPServerDisconnected(... timed out)``."""
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return True
+    return isinstance(exc, smtplib.SMTPServerDisconnected) and "timed out" in str(exc)
+
+
+def _timeout_hint(
+    exc: BaseException, *, step: str, where: str, security: str, timeout: float
+) -> str:
+    if step == CONNECT and isinstance(exc, smtplib.SMTPServerDisconnected):
+        # The TCP connection was made, but no "220" greeting came. That is what a client
+        # without TLS sees at an implicit-TLS port: the server waits for a TLS handshake.
+        if security != "SSL":
+            return (
+                f"{where} accepted the connection but sent no greeting within {timeout:g} s. "
+                "The port probably expects implicit TLS: choose security SSL (usually port "
+                "465), or use the provider's STARTTLS port (usually 587) with security TLS."
+            )
+        return f"{where} accepted the connection but sent no greeting within {timeout:g} s."
+    hint = f"{where} did not answer within {timeout:g} s at the {step} step."
+    if step == CONNECT:
+        hint += (
+            " A firewall may drop the connection (many hosts block port 25), or the server is down."
+        )
+    return hint
+
+
 def classify(
     exc: BaseException,
     *,
@@ -189,17 +240,12 @@ def classify(
         return exc
     where = f"{host}:{port}"
     common = {"route": route, "address": where}
-    swapped = security == "TLS" and port == 465
-    if isinstance(exc, (socket.timeout, TimeoutError)):
-        hint = f"{where} did not answer within {timeout:g} s."
-        if swapped:
-            hint += " Port 465 expects SSL, not TLS/STARTTLS: choose security SSL."
-        elif step == CONNECT:
-            hint += (
-                " A firewall may drop the connection (many hosts block port 25),"
-                " or the server is down."
-            )
+    if _timed_out(exc):
+        hint = _timeout_hint(exc, step=step, where=where, security=security, timeout=timeout)
         return SmtpTimeout(hint, step=step, **common)
+    if isinstance(exc, CryptoError):
+        # Its message says which key to restore; it never contains the secret.
+        return SmtpAuthError(str(exc), step=AUTH, **common)
     if isinstance(exc, socket.gaierror):
         return SmtpConnectError(
             f"The server name {host!r} does not resolve. Check its spelling (no scheme, no port).",
@@ -272,8 +318,8 @@ def classify(
             smtp_text=_text(exc.smtp_error),
             **common,
         )
+    cls = _STEP_CLASSES.get(step, SmtpError)
     if isinstance(exc, smtplib.SMTPResponseException):
-        cls = SmtpConnectError if step == CONNECT else SmtpError
         return cls(
             f"{where} answered {exc.smtp_code} at the {step} step: {_text(exc.smtp_error)}.",
             code=exc.smtp_code,
@@ -283,14 +329,11 @@ def classify(
         )
     if isinstance(exc, smtplib.SMTPServerDisconnected):
         hint = f"{where} closed the connection at the {step} step."
-        if swapped:
-            hint += " Port 465 expects SSL, not TLS/STARTTLS: choose security SSL."
-        cls = {CONNECT: SmtpConnectError, TLS: SmtpTlsError, AUTH: SmtpAuthError}.get(
-            step, SmtpError
-        )
+        if step == CONNECT and security != "SSL":
+            hint += " If the port expects implicit TLS (usually 465), choose security SSL."
         return cls(hint, step=step, **common)
     if isinstance(exc, OSError):
-        return SmtpConnectError(
+        return cls(
             f"Network error talking to {where} at the {step} step: {exc.strerror or exc}.",
             step=step,
             **common,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -56,12 +57,22 @@ def admin_route_from_snapshot(snapshot: dict[str, Any]) -> SmtpRoute | None:
     )
 
 
+def _built(name: str, build: Callable[[], SmtpRoute | None]) -> SmtpRoute | None:
+    # A route with an impossible value (an unknown security mode, a port that is not a
+    # number) is left out and said loudly, once per snapshot; the other routes still send.
+    try:
+        return build()
+    except (ValueError, TypeError, KeyError) as exc:
+        logger.error("smtp config: the %s route is not usable and is skipped: %s", name, exc)
+        return None
+
+
 def routes_from_snapshot(snapshot: dict[str, Any]) -> tuple[SmtpRoute, ...]:
     """admin, environment, backup: each only if configured (DESIGN.md, step 3)."""
     candidates = (
-        admin_route_from_snapshot(snapshot),
-        route_from_settings(ENVIRONMENT, "SMTP_ENVIRONMENT_ROUTE"),
-        route_from_settings(BACKUP, "SMTP_BACKUP_ROUTE"),
+        _built(ADMIN, lambda: admin_route_from_snapshot(snapshot)),
+        _built(ENVIRONMENT, lambda: route_from_settings(ENVIRONMENT, "SMTP_ENVIRONMENT_ROUTE")),
+        _built(BACKUP, lambda: route_from_settings(BACKUP, "SMTP_BACKUP_ROUTE")),
     )
     return tuple(route for route in candidates if route is not None)
 
@@ -98,37 +109,53 @@ class RouteResolver:
         return not self._database_down
 
     def apply(self, snapshot: dict[str, Any]) -> None:
-        """Serve ``snapshot`` from now on (used by the saving process after commit)."""
-        self._snapshot = snapshot
-        self._routes = routes_from_snapshot(snapshot)
+        """Serve ``snapshot`` from now on (used by the saving process after commit).
+
+        The next poll then compares versions with Redis whatever the counter says, so a
+        snapshot whose publish failed is published again once Redis answers."""
+        routes = routes_from_snapshot(snapshot)
+        self._snapshot, self._routes = snapshot, routes
+        self._counter = None
 
     # -- refresh -----------------------------------------------------------------------------
     def refresh(self, *, force: bool = False) -> None:
-        with self._lock:
+        # With a snapshot in hand, a thread that finds another one refreshing sends with
+        # the current routes instead of waiting for a slow Redis or database.
+        if not self._lock.acquire(blocking=self._snapshot is None or force):
+            return
+        try:
             now = time.monotonic()
             if not force and now < self._next_check:
                 return  # another thread refreshed while this one waited
             self._next_check = now + settings.SMTP_CONFIG_REFRESH_SECONDS
-            store = get_store()
-            if store is None:
-                self._load_from_database()
-                return
-            try:
-                counter, snapshot = store.read()
-            except redis.RedisError as exc:
-                self._on_redis_error(exc)
-                return
-            recovering = self._redis_down
-            if recovering:
-                self._redis_down = False
-                logger.warning("smtp config: Redis reachable again")
-            if counter == self._counter and snapshot is not None and not recovering:
-                return
+            self._refresh()
+        finally:
+            self._lock.release()
+
+    def _refresh(self) -> None:
+        store = get_store()
+        if store is None:
+            self._load_from_database()
+            return
+        try:
+            counter, raw = store.read_raw()
+        except redis.RedisError as exc:
+            self._on_redis_error(exc)
+            return
+        recovering = self._redis_down
+        if recovering:
+            self._redis_down = False
+            logger.warning("smtp config: Redis reachable again")
+        if counter == self._counter and raw is not None and not recovering:
+            return  # the steady state: one MGET, nothing parsed
+        snapshot = store.parse(raw)
+        if snapshot is None or self._newer_than(snapshot):
+            # Nothing in Redis, or Redis lags behind what this process already serves (a
+            # save whose publish failed while Redis was away): publish from the database.
+            self._load_from_database(write_back=store)
+        else:
+            self.apply(snapshot)
             self._counter = counter
-            if snapshot is None or (recovering and self._newer_than(snapshot)):
-                self._load_from_database(write_back=store)
-            else:
-                self.apply(snapshot)
 
     def _newer_than(self, snapshot: dict[str, Any]) -> bool:
         return bool(self._snapshot) and self._snapshot.get("version", 0) > snapshot.get(
@@ -157,16 +184,18 @@ class RouteResolver:
                 )
             if self._snapshot is None:
                 self.apply({"version": 0, "smtp_enabled": False})
-            return
+            return  # _counter stays unset: the next poll tries again
         if self._database_down:
             self._database_down = False
             logger.warning("smtp config: database reachable again")
+        self.apply(snapshot)
         if write_back is not None:
             try:
-                write_back.write(snapshot)
+                written = write_back.write(snapshot)
             except redis.RedisError:
-                pass  # the next refresh notices the outage and logs it once
-        self.apply(snapshot)
+                return  # the next refresh notices the outage and logs it once
+            if written >= 0:
+                self._counter = written  # our own write: nothing new to read next time
 
 
 _resolver = RouteResolver()

@@ -22,9 +22,31 @@ OVERRIDE = "override"
 ROUTE_NAMES = (ADMIN, ENVIRONMENT, BACKUP)
 
 SECURITY_MODES = ("TLS", "SSL", "NONE")
+# Spellings admins and other tools use. Anything else is refused rather than guessed: an
+# unknown value must never fall through to a plain-text connection that sends the password.
+SECURITY_ALIASES = {
+    "TLS": "TLS",
+    "STARTTLS": "TLS",
+    "SSL": "SSL",
+    "SMTPS": "SSL",
+    "IMPLICIT": "SSL",
+    "IMPLICIT_TLS": "SSL",
+    "NONE": "NONE",
+    "PLAIN": "NONE",
+}
 
 
-@dataclass(frozen=True)
+def normalize_security(value: str) -> str:
+    """``"starttls"`` -> ``"TLS"``; raise ``ValueError`` for a value that is not a mode."""
+    mode = SECURITY_ALIASES.get(str(value).strip().upper().replace("-", "_"))
+    if mode is None:
+        raise ValueError(
+            f"Unknown SMTP security {value!r}: use TLS (STARTTLS), SSL (implicit TLS) or NONE."
+        )
+    return mode
+
+
+@dataclass(frozen=True, slots=True)
 class SecretRef:
     """Where a route's password lives: a ciphertext token, or a settings entry."""
 
@@ -45,9 +67,10 @@ class SecretRef:
         return bool(self.token or self.plaintext)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SmtpRoute:
-    """An SMTP server a message may be sent through."""
+    """An SMTP server a message may be sent through. ``security`` is normalized (or refused
+    with ``ValueError``) when the route is built."""
 
     name: str
     host: str
@@ -59,6 +82,9 @@ class SmtpRoute:
     verify_certificates: bool = True
     sender_email: str = ""
     sender_name: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "security", normalize_security(self.security))
 
     @property
     def use_tls(self) -> bool:
@@ -93,7 +119,10 @@ class SmtpRoute:
 
 
 def route_from_settings(name: str, setting_name: str) -> SmtpRoute | None:
-    """Build the environment or backup route from its settings, or None when unset."""
+    """Build the environment or backup route from its settings, or None when unset.
+
+    Raises ``ValueError`` for a security value that is not a mode (see ``SECURITY_ALIASES``).
+    """
     values = getattr(settings, setting_name)
     if not values.get("server"):
         return None
@@ -101,7 +130,7 @@ def route_from_settings(name: str, setting_name: str) -> SmtpRoute | None:
         name=name,
         host=values["server"],
         port=int(values["port"]),
-        security=values.get("security", "TLS").upper(),
+        security=values.get("security") or "TLS",
         username=values.get("username", ""),
         secret=SecretRef(setting_route=setting_name),
         timeout=float(settings.SMTP_TIMEOUT),

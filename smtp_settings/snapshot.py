@@ -87,9 +87,18 @@ class SnapshotStore:
 
     def read(self) -> tuple[int, dict[str, Any] | None]:
         """(poll counter, snapshot or None). One round trip. Raises redis.RedisError."""
+        counter, raw = self.read_raw()
+        return counter, self.parse(raw)
+
+    def read_raw(self) -> tuple[int, bytes | None]:
+        """(poll counter, snapshot JSON or None): the poll, without parsing what did not
+        change. One round trip. Raises redis.RedisError."""
         raw_snapshot, raw_version = self.client.mget(self.keys[0], self.keys[2])
-        version = int(raw_version or 0)
-        return version, json.loads(raw_snapshot) if raw_snapshot else None
+        return int(raw_version or 0), raw_snapshot
+
+    @staticmethod
+    def parse(raw: bytes | None) -> dict[str, Any] | None:
+        return json.loads(raw) if raw else None
 
     def write(self, snapshot: dict[str, Any]) -> int:
         """Store ``snapshot`` unless a newer one is there; return the new counter or -1."""
