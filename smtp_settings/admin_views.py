@@ -33,6 +33,7 @@ from smtp_settings import crypto, tasks
 from smtp_settings.forms import AdminConfigForm, SingleLineEmailField
 from smtp_settings.models import AdminConfig, SmtpTestRun
 from smtp_settings.presets import PRESETS, presets_json
+from smtp_settings.probe import STEPS
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ RATE_GROUP = "smtp_settings.test"
 RECIPIENT_FIELD = "smtp_test_recipient"
 # A run still pending after this long most likely has no worker to run it.
 PENDING_TOO_LONG = timedelta(seconds=30)
+RUN_RETENTION = timedelta(days=30)
 # Publishing to the broker must not hang the request: a few quick tries, then give up.
 PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 # Keys of a stored result the page may show; anything else is dropped, not risked.
@@ -63,6 +65,7 @@ SHOWN_KEYS = (
     "elapsed",
     "checked_at",
 )
+STEP_ORDER = (*STEPS, "send")
 NO_PERMISSION = "Only staff allowed to change the SMTP settings may run these tests."
 TOO_MANY = "Too many tests: at most {rate} per user. Wait a minute and try again."
 NO_SERVER = "Enter the server to test."
@@ -185,8 +188,11 @@ def describe(status: str, result: dict[str, Any], *, pending_for: timedelta | No
 
 
 def timings_text(result: dict[str, Any]) -> str:
+    """Steps in the order they happen (PostgreSQL's jsonb does not keep key order)."""
     timings = result.get("timings") or {}
-    return " · ".join(f"{name} {float(seconds):.3f} s" for name, seconds in timings.items())
+    order = {step: position for position, step in enumerate(STEP_ORDER)}
+    names = sorted(timings, key=lambda name: order.get(name, len(order)))
+    return " · ".join(f"{name} {float(timings[name]):.3f} s" for name in names)
 
 
 def run_payload(run: SmtpTestRun, *, status_url: str) -> dict[str, Any]:
@@ -322,6 +328,9 @@ def _same_as_saved(values: dict[str, Any], saved: AdminConfig) -> bool:
 
 
 def _start_run(request: HttpRequest, kind: str, saved: AdminConfig | None) -> SmtpTestRun:
+    # Old runs are only history nobody polls any more; at most SMTP_TEST_RATE per user are
+    # made, so pruning here (one indexed delete) keeps the table small without a beat task.
+    SmtpTestRun.objects.filter(created_at__lt=timezone.now() - RUN_RETENTION).delete()
     return SmtpTestRun.objects.create(
         kind=kind,
         requested_by=request.user,

@@ -342,7 +342,7 @@ def test_status_of_a_pending_then_finished_run(staff_client, make_user):
             "step": "auth",
             "smtp_code": 535,
             "hint": "Use an app password.",
-            "timings": {"connect": 0.01, "tls": 0.02},
+            "timings": {"tls": 0.02, "connect": 0.01},
             "secret_thing": "never shown",
         },
     )
@@ -391,3 +391,16 @@ def test_page_shows_the_last_recorded_result(staff_client, saved):
     assert "Connection OK: admin (127.0.0.1:2525) would accept mail from" in html
     assert "connect 0.001 s" in html
     assert SMTP_PASSWORD not in html
+
+
+def test_starting_a_test_prunes_runs_older_than_thirty_days(staff_client, saved):
+    old = SmtpTestRun.objects.create(kind="email")
+    recent = SmtpTestRun.objects.create(kind="email")
+    SmtpTestRun.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=31))
+    SmtpTestRun.objects.filter(pk=recent.pk).update(created_at=timezone.now() - timedelta(days=29))
+
+    staff_client.post(reverse(SEND_TEST_EMAIL), {"smtp_test_recipient": "ops@example.net"})
+
+    assert not SmtpTestRun.objects.filter(pk=old.pk).exists()
+    assert SmtpTestRun.objects.filter(pk=recent.pk).exists()
+    assert SmtpTestRun.objects.count() == 2
