@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from email.utils import make_msgid
+from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
@@ -42,6 +43,13 @@ NOT_CONFIGURED = (
     "No SMTP server is configured: enable and complete the SMTP settings in admin, or set "
     "SMTP_SERVER."
 )
+
+
+@lru_cache(maxsize=256)
+def _envelope_address(address: str, encoding: str) -> str:
+    # sanitize_address parses the address with the email package (tens of microseconds);
+    # the sender is nearly always one of a few strings, so it is parsed once per process.
+    return sanitize_address(address, encoding)
 
 
 def ensure_message_id(message: EmailMessage) -> tuple[str, bool]:
@@ -183,9 +191,10 @@ class DynamicSMTPBackend(EmailBackend):
     def _open_route(self, position: int) -> None:
         route = self._routes[position]
         self.close()
-        self.connection = open_connection(
-            route, context=context_for(route, self.ssl_certfile, self.ssl_keyfile)
-        )
+        context = None  # a plain route needs none (nor does Django's backend build one)
+        if route.security != "NONE":
+            context = context_for(route, self.ssl_certfile, self.ssl_keyfile)
+        self.connection = open_connection(route, context=context)
         self.route, self._position = route, position
 
     def close(self) -> None:
@@ -280,7 +289,12 @@ class DynamicSMTPBackend(EmailBackend):
         else:
             message.from_email = original_from
         encoding = message.encoding or settings.DEFAULT_CHARSET
-        from_email = sanitize_address(message.from_email, encoding)
+        sender = message.from_email
+        from_email = (
+            _envelope_address(sender, encoding)
+            if type(sender) is str
+            else sanitize_address(sender, encoding)  # a (name, address) pair or a lazy string
+        )
         recipients = [sanitize_address(addr, encoding) for addr in message.recipients()]
         payload = message.message().as_bytes(linesep="\r\n")
         return send_transaction(self.connection, route, from_email, recipients, payload)

@@ -83,13 +83,15 @@ def open_connection(
     ``password`` overrides the route's stored secret (the probe tests unsaved form values);
     ``timings`` receives the seconds each step took.
     """
-    context = context or context_for(route)
-    timings = timings if timings is not None else {}
+    if context is None and route.security != "NONE":
+        context = context_for(route)
     step, connection = CONNECT, None
     started = time.perf_counter()
 
     def lap(name: str) -> None:
         nonlocal started
+        if timings is None:
+            return  # the send path does not ask; only the probe reports step times
         now = time.perf_counter()
         timings[name] = round(now - started, 4)
         started = now

@@ -82,9 +82,20 @@ class SmtpRoute:
     verify_certificates: bool = True
     sender_email: str = ""
     sender_name: str = ""
+    # The From header this route sends as when the caller gave no sender of its own,
+    # formatted once: it is read for every message.
+    sender: str = field(init=False, default="", compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "security", normalize_security(self.security))
+        sender = ""
+        if self.sender_email:
+            sender = (
+                formataddr((self.sender_name, self.sender_email))
+                if self.sender_name
+                else self.sender_email
+            )
+        object.__setattr__(self, "sender", sender)
 
     @property
     def use_tls(self) -> bool:
@@ -98,17 +109,6 @@ class SmtpRoute:
     def address(self) -> str:
         """host:port, as shown to admins and in the health JSON."""
         return f"{self.host}:{self.port}"
-
-    @property
-    def sender(self) -> str:
-        """The From header this route sends as when the caller gave no sender of its own."""
-        if not self.sender_email:
-            return ""
-        return (
-            formataddr((self.sender_name, self.sender_email))
-            if self.sender_name
-            else self.sender_email
-        )
 
     def password(self) -> str:
         """The plaintext secret. Call only where the SMTP connection is opened."""
