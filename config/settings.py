@@ -184,6 +184,28 @@ CELERY_BEAT_SCHEDULE["email-health-check"] = {
     "options": {"expires": float(EMAIL_HEALTH_CHECK_INTERVAL)},
 }
 
+# --- Delivery log and deferred queue (notifications) ----------------------------------------
+# Sent records are buffered per process and bulk-written at most this many seconds behind;
+# the buffer keeps at most EMAIL_DELIVERY_LOG_BUFFER records while the database is down.
+EMAIL_DELIVERY_LOG_FLUSH_SECONDS = env.float("EMAIL_DELIVERY_LOG_FLUSH_SECONDS", default=1.0)
+EMAIL_DELIVERY_LOG_BUFFER = env.int("EMAIL_DELIVERY_LOG_BUFFER", default=10000)
+# Deferred mail: exponential backoff from BASE, capped at MAX, given up (failed) after GIVE_UP.
+EMAIL_RETRY_BASE_SECONDS = env.float("EMAIL_RETRY_BASE_SECONDS", default=60.0)
+EMAIL_RETRY_MAX_SECONDS = env.float("EMAIL_RETRY_MAX_SECONDS", default=3600.0)
+EMAIL_RETRY_GIVE_UP_SECONDS = env.float("EMAIL_RETRY_GIVE_UP_SECONDS", default=3 * 86400.0)
+# A worker's claim on a message it is sending; must outlast one send (CELERY_TASK_TIME_LIMIT).
+EMAIL_SENDING_LEASE_SECONDS = env.float("EMAIL_SENDING_LEASE_SECONDS", default=300.0)
+EMAIL_RETRY_SWEEP_SECONDS = env.float("EMAIL_RETRY_SWEEP_SECONDS", default=30.0)
+CELERY_BEAT_SCHEDULE["notifications-sweep-deliveries"] = {
+    "task": "notifications.sweep_deliveries",
+    "schedule": EMAIL_RETRY_SWEEP_SECONDS,
+    "options": {"expires": EMAIL_RETRY_SWEEP_SECONDS},
+}
+CELERY_BEAT_SCHEDULE["notifications-purge-sent-deliveries"] = {
+    "task": "notifications.purge_sent_deliveries",
+    "schedule": 86400.0,
+}
+
 # --- Auth, i18n, static ---------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
