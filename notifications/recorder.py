@@ -43,6 +43,7 @@ class CapturedOutcome:
     """What the backend reported for one message sent by the retry worker."""
 
     route: SmtpRoute | None = None
+    sender: str = ""  # the From the accepted message went out with (the route's, or the app's)
     refused: dict = field(default_factory=dict)
     failures: list[SmtpError] = field(default_factory=list)
 
@@ -64,6 +65,7 @@ def record_sent(message: EmailMessage, route: SmtpRoute, refused: dict) -> None:
     capture = getattr(_local, "capture", None)
     if capture is not None:
         capture.route, capture.refused = route, dict(refused or {})
+        capture.sender = message.from_email or ""
         return
     if not settings.EMAIL_DELIVERY_LOG:
         return

@@ -80,7 +80,7 @@ def send_claimed(delivery: Delivery) -> str:
             DynamicSMTPBackend(fail_silently=False).send_messages([message])
         except Exception as exc:
             error = exc
-    return _finish(delivery, started, outcome, error, sender=message.from_email)
+    return _finish(delivery, started, outcome, error)
 
 
 def _failure(text: str) -> CapturedOutcome:
@@ -94,11 +94,11 @@ def _finish(
     started: datetime,
     outcome: CapturedOutcome,
     error: BaseException | None,
-    sender: str | None = None,
 ) -> str:
     now = timezone.now()
-    if outcome.route is not None and error is None:
-        fields, attempt = _sent_fields(outcome, now, sender)
+    if outcome.route is not None:
+        # A server accepted it: whatever went wrong afterwards, sending again would duplicate.
+        fields, attempt = _sent_fields(outcome, now)
         delay = None
     else:
         fields, attempt, delay = _failed_fields(delivery, outcome, error, now)
@@ -132,9 +132,7 @@ def _finish(
     return status
 
 
-def _sent_fields(
-    outcome: CapturedOutcome, now: datetime, sender: str | None
-) -> tuple[dict[str, Any], dict[str, Any]]:
+def _sent_fields(outcome: CapturedOutcome, now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
     route = outcome.route
     error = describe_refused(outcome.refused)
     fields = {
@@ -147,8 +145,8 @@ def _sent_fields(
         "next_attempt_at": None,
         "finished_at": now,
     }
-    if sender:
-        fields["sender"] = clip(sender, 500)
+    if outcome.sender:
+        fields["sender"] = clip(outcome.sender, 500)
     attempt = {"route": route.name, "server": route.address, "smtp_code": 250, "error": error}
     return fields, attempt
 

@@ -52,6 +52,7 @@ def test_retry_sends_a_deferred_message_once_and_drops_its_mime(admin_server):
     assert received.mail_from == "noreply@example.com"
     delivery = Delivery.objects.get(pk=deferred.pk)
     assert delivery.status == Status.SENT
+    assert delivery.sender == "Example Alerts <noreply@example.com>"  # as it went out
     assert delivery.raw_message is None
     assert delivery.attempts == 2
     assert delivery.lease_expires_at is None
