@@ -26,11 +26,19 @@ from tests.smtp_servers import HOST, free_port
 
 
 @pytest.fixture(autouse=True)
-def _bare_send_path(settings) -> None:
+def _bare_send_path(settings) -> Iterator[None]:
     """The send path on its own: no delivery log, and no deferred queue, so that a message
-    no route took raises the last route's error (the notifications tests cover the rest)."""
+    no route took raises the last route's error (the notifications tests cover the rest).
+
+    Failed sends are still handed to the delivery log's buffer, whose flusher thread would
+    write them into a later test's database: it is emptied and stopped around each test."""
+    from notifications.buffer import buffer
+
     settings.EMAIL_DELIVERY_LOG = False
     settings.EMAIL_DEFER_ON_FAILURE = False
+    buffer.discard()
+    yield
+    buffer.discard()
 
 
 # -- Redis that a test may stop ----------------------------------------------------------------
