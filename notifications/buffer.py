@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterable
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 
 from notifications.records import Outcome
 
@@ -66,13 +66,16 @@ def write(records: list[Outcome]) -> None:
         return
     try:
         _insert(rows)
-    except IntegrityError:
-        # Another process logged one of these Message-IDs in the meantime: row by row.
+    except (IntegrityError, DataError):
+        # Another process logged one of these Message-IDs in the meantime, or the database
+        # refuses one record: row by row, so that one bad record cannot block the others.
         for record in rows:
             try:
                 _insert([record])
             except IntegrityError:
-                continue
+                continue  # already in the log under this Message-ID
+            except DataError:
+                log_dropped([record], "rejected_by_database")
 
 
 def _insert(records: list[Outcome]) -> None:

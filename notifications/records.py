@@ -41,10 +41,11 @@ class Outcome(NamedTuple):
 
 
 def message_id_of(message: EmailMessage) -> str:
-    """The Message-ID the backend fixed before the first attempt (any header case)."""
+    """The Message-ID the backend fixed before the first attempt (any header case), as the
+    log's key: clipped to the column (an app-made ID that long is not seen in practice)."""
     for name, value in message.extra_headers.items():
         if name.lower() == "message-id":
-            return str(value)
+            return clip(str(value), 255)
     return ""
 
 

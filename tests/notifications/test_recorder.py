@@ -4,6 +4,7 @@ messages written before ``send_mail`` returns, permanent refusals failed at once
 from __future__ import annotations
 
 import base64
+import email
 import logging
 import os
 import subprocess
@@ -272,3 +273,45 @@ def test_records_still_buffered_at_process_exit_are_written(
     [received] = server.wait_for(1)
     delivery = Delivery.objects.get()
     assert (delivery.message_id, delivery.status) == (received.message_id, Status.SENT)
+
+
+@pytest.mark.django_db
+def test_a_record_the_database_refuses_does_not_block_the_others(caplog):
+    from django.db import connection
+
+    good = Outcome("sent", "<good@test>", "s", "a@b", ("c@d",), "admin", "h:1", 250, "", 0.0)
+    too_long = good._replace(message_id="<bad@test>", route="r" * 50)  # the column holds 20
+    buffer.add(too_long)
+    buffer.add(good)
+
+    with caplog.at_level(logging.ERROR, logger="notifications.buffer"):
+        assert recorder.flush() is True
+
+    stored = set(Delivery.objects.values_list("message_id", flat=True))
+    dropped = [r.getMessage() for r in caplog.records if "delivery_log_dropped" in r.getMessage()]
+    if connection.vendor == "postgresql":
+        assert stored == {"<good@test>"}
+        assert len(dropped) == 1
+        assert "reason=rejected_by_database" in dropped[0]
+        assert "message_id=<bad@test>" in dropped[0]
+    else:  # SQLite does not enforce a varchar length: both rows fit
+        assert stored == {"<good@test>", "<bad@test>"}
+        assert dropped == []
+    assert recorder.pending() == 0
+
+
+@pytest.mark.django_db
+def test_an_overlong_message_id_is_clipped_to_the_column_and_still_deferred(
+    configure_admin, refused_port, fast_retries
+):
+    configure_admin(None, smtp_port=refused_port)
+    long_id = "<" + "x" * 300 + "@example.com>"
+    message = mail.EmailMessage("Long id", "Body", None, ["u@example.net"])
+    message.extra_headers["Message-ID"] = long_id
+
+    assert message.send() == 1
+
+    delivery = Delivery.objects.get()
+    assert len(delivery.message_id) == 255
+    stored = email.message_from_bytes(bytes(delivery.raw_message))
+    assert "".join(stored["Message-ID"].split()) == long_id  # the message keeps its own
