@@ -25,7 +25,7 @@ PASSWORD_CLEARED = (
     "Type the password again before turning these settings on."
 )
 # Parts of a recorded test result worth a line on the page, in this order.
-TEST_RESULT_PARTS = ("step", "code", "message", "hint")
+TEST_RESULT_PARTS = ("route", "server", "step", "smtp_code", "smtp_text", "hint")
 
 
 def tracked_changes(form: AdminConfigForm, obj: AdminConfig) -> dict[str, Any]:

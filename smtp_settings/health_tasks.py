@@ -51,8 +51,8 @@ def recorded_probe(route: SmtpRoute, config_version: int, result: ProbeResult) -
 def record_admin_test(config_version: int, result: dict[str, Any]) -> bool:
     """Stamp the admin row's last test, only if it is still the version that was probed
     (``record_test_result`` neither bumps the version nor republishes)."""
-    updated = AdminConfig.objects.filter(pk=1, version=config_version).record_test_result(
-        result, timezone.now()
+    updated = AdminConfig.objects.filter(pk=1).record_test_result(
+        result, timezone.now(), version=config_version
     )
     return bool(updated)
 

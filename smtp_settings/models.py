@@ -54,15 +54,23 @@ class AdminConfigQuerySet(models.QuerySet):
             _publish_after_commit()
         return count
 
-    def record_test_result(self, result: dict[str, Any], tested_at: datetime) -> int:
-        """Store a test outcome on the row without bumping ``version`` or republishing.
+    def record_test_result(
+        self, result: dict[str, Any], tested_at: datetime, *, version: int
+    ) -> int:
+        """Store a test outcome of settings ``version`` on the row, without bumping
+        ``version`` or republishing; returns 0 when the settings changed since the test.
 
         A test result is not SMTP configuration (it is not in the snapshot, no process
         routes by it), and a version bump would make an admin's open page stale: their
-        next save would be refused as "changed by someone else". Callers filter on the
-        version they tested, so a result never lands on settings it did not test.
+        next save would be refused as "changed by someone else". The version tested
+        travels with the result so the status line can tell a result for these settings
+        from one for settings saved over since.
         """
-        return models.QuerySet.update(self, smtp_last_tested_at=tested_at, smtp_test_result=result)
+        return models.QuerySet.update(
+            self.filter(version=version),
+            smtp_last_tested_at=tested_at,
+            smtp_test_result={**result, "config_version": version},
+        )
 
 
 class AdminConfig(SingletonModel):
@@ -148,7 +156,9 @@ class AdminConfig(SingletonModel):
     def status(self) -> ConfigStatus:
         if not self.smtp_enabled or not self.is_complete:
             return ConfigStatus.NOT_CONFIGURED
-        if not self.smtp_last_tested_at:
+        tested_version = self.smtp_test_result.get("config_version")
+        if not self.smtp_last_tested_at or tested_version not in (None, self.version):
+            # Never tested, or the last test was of settings saved over since.
             return ConfigStatus.UNTESTED
         if not self.smtp_test_result.get("ok"):
             return ConfigStatus.ERROR
@@ -265,6 +275,6 @@ class SmtpTestRun(models.Model):
             return
         if run["config_version"] is None:
             return
-        AdminConfig.objects.filter(pk=1, version=run["config_version"]).record_test_result(
-            result, now
+        AdminConfig.objects.filter(pk=1).record_test_result(
+            result, now, version=run["config_version"]
         )

@@ -384,6 +384,7 @@ def test_page_shows_the_last_recorded_result(staff_client, saved):
             "timings": {"connect": 0.001},
         },
         timezone.now(),
+        version=saved[1].version,
     )
 
     html = staff_client.get(change_url()).content.decode()
