@@ -14,6 +14,7 @@ from django.core.checks import Error, Tags, register
 from django.db import DatabaseError
 
 from smtp_settings import crypto
+from smtp_settings.routes import normalize_security
 
 
 @register(Tags.security, deploy=False)
@@ -44,3 +45,28 @@ def check_stored_password_decrypts(app_configs: Any = None, **kwargs: Any) -> li
     except crypto.UndecryptableSecret as exc:
         return [Error(str(exc), id="smtp_settings.E002")]
     return []
+
+
+ROUTE_SETTINGS = (("SMTP_ENVIRONMENT_ROUTE", "SMTP_"), ("SMTP_BACKUP_ROUTE", "BACKUP_SMTP_"))
+
+
+@register(Tags.security)
+def check_route_security(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """An unknown SMTP_SECURITY would leave that route out at send time (never a plain-text
+    fallback); say so at start-up, where it is cheap to fix, not in a log at the first send."""
+    found = []
+    for setting, prefix in ROUTE_SETTINGS:
+        values = getattr(settings, setting, {})
+        if not values.get("server"):
+            continue
+        try:
+            normalize_security(values.get("security", ""))
+        except ValueError as exc:
+            found.append(
+                Error(
+                    f"{prefix}SECURITY: {exc} The {prefix}SERVER route is left out until it is "
+                    "fixed.",
+                    id="smtp_settings.E003",
+                )
+            )
+    return found
