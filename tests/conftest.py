@@ -43,12 +43,17 @@ def redis_client() -> redis.Redis:
 
 @pytest.fixture(autouse=True)
 def _clean_state(redis_client: redis.Redis) -> Iterator[None]:
-    """Each test starts with an empty test Redis database and a fresh resolver."""
+    """Each test starts with an empty test Redis database, a fresh resolver and an empty
+    delivery-log buffer (no record of one test is written into another's database)."""
+    from notifications.buffer import buffer
+
     redis_client.flushdb()
     snapshot.get_store.cache_clear()
     resolver.reset_resolver()
     decrypt.cache_clear()
+    buffer.discard()
     yield
+    buffer.discard()
     resolver.reset_resolver()
 
 

@@ -17,6 +17,10 @@ os.environ.setdefault("SMTP_ALLOWED_PORTS", "25,465,587,2525")
 os.environ.setdefault("SMTP_CONFIG_REDIS_PREFIX", f"test{_redis_db}:smtp:config")
 os.environ.setdefault("CACHE_KEY_PREFIX", f"test{_redis_db}")
 os.environ.setdefault("DEFAULT_FROM_EMAIL", "app@example.com")
+# The delivery log's flusher thread writes with a connection of its own, outside a test's
+# transaction, so its rows would outlive the test: in tests, sent records reach the database
+# when a test calls notifications.recorder.flush() (tests of the flusher shorten this).
+os.environ.setdefault("EMAIL_DELIVERY_LOG_FLUSH_SECONDS", "3600")
 
 from config.settings import *  # noqa: E402,F403
 
