@@ -176,6 +176,8 @@ EMAIL_HEALTH_DEFERRED_MAX_AGE = env.int("EMAIL_HEALTH_DEFERRED_MAX_AGE", default
 # The health endpoint computes the health at most once per this many seconds per process.
 EMAIL_HEALTH_CACHE_SECONDS = env.float("EMAIL_HEALTH_CACHE_SECONDS", default=1.0)
 SMTP_TEST_RATE = env.str("SMTP_TEST_RATE", default="10/m")
+# Anonymous password-reset requests send mail: limited per client address.
+PASSWORD_RESET_RATE = env.str("PASSWORD_RESET_RATE", default="5/m")
 
 CELERY_BEAT_SCHEDULE["email-health-check"] = {
     "task": "smtp_settings.health_tasks.run_email_health_check",

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
@@ -5,6 +6,11 @@ from django.utils.decorators import method_decorator
 from django_ratelimit.decorators import ratelimit
 
 from smtp_settings import health_views
+
+
+def _reset_rate(group: str, request: object) -> str:
+    return settings.PASSWORD_RESET_RATE
+
 
 urlpatterns = [
     # Before the admin include: a monitor must get JSON (401/200/503), never the admin's
@@ -16,7 +22,7 @@ urlpatterns = [
     # Rate-limited per client address: it sends mail on an anonymous request.
     path(
         "admin/password_reset/",
-        method_decorator(ratelimit(key="ip", rate="5/m", method="POST", block=True), "post")(
+        method_decorator(ratelimit(key="ip", rate=_reset_rate, method="POST", block=True), "post")(
             auth_views.PasswordResetView
         ).as_view(),
         name="admin_password_reset",

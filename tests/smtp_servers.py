@@ -40,6 +40,9 @@ class Received:
     rcpt_tos: list[str]
     data: bytes
     peer: Any = None
+    # When it arrived, on this process's monotonic clock: end-to-end tests compare it with
+    # the moment a settings change was saved.
+    received_at: float = field(default_factory=time.monotonic)
 
     @property
     def message(self) -> email.message.EmailMessage:
