@@ -17,7 +17,7 @@ from notifications.models import Delivery, Status
 from notifications.retry import send_due, sweep
 from notifications.schedule import backoff_seconds
 from notifications.tasks import retry_deliveries
-from tests.smtp_servers import SmtpServer
+from tests.smtp_servers import Behaviour, SmtpServer
 
 
 def _defer_one(server: SmtpServer, subject: str = "Deferred") -> Delivery:
@@ -197,3 +197,37 @@ def test_stored_message_is_sent_as_the_app_built_it(admin_server):
     assert attachment.get_filename() == "report.csv"
     assert attachment.get_content().replace("\r\n", "\n") == "a,b\n1,2\n"
     assert isinstance(parsed.policy, email.policy.EmailPolicy)
+
+
+@pytest.mark.django_db
+def test_giving_up_mails_the_admins_through_a_route_that_works(
+    smtp_factory, configure_admin, fast_retries, settings
+):
+    server = smtp_factory(behaviour=Behaviour(rcpt={"user@example.net": "451 4.2.0 Mailbox busy"}))
+    configure_admin(server)
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    assert mail.send_mail("Invoice 7", "Body", None, ["user@example.net"]) == 1
+    deferred = Delivery.objects.get(subject="Invoice 7")
+    assert deferred.status == Status.DEFERRED
+    settings.EMAIL_RETRY_GIVE_UP_SECONDS = 0
+    Delivery.objects.filter(pk=deferred.pk).update(next_attempt_at=timezone.now())
+
+    send_due()
+
+    [alert] = server.wait_for(1)
+    assert alert.rcpt_tos == ["ops@example.com"]
+    assert "Email given up after retrying: Invoice 7" in str(alert.message["Subject"])
+    assert deferred.message_id in alert.message.get_content()
+    assert Delivery.objects.get(pk=deferred.pk).status == Status.FAILED
+
+
+@pytest.mark.django_db
+def test_an_alert_that_is_given_up_raises_no_further_alert(admin_server, settings):
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    deferred = _defer_one(admin_server, "[Django] Email given up after retrying: Invoice 8")
+    settings.EMAIL_RETRY_GIVE_UP_SECONDS = 0
+
+    send_due()
+
+    assert Delivery.objects.get(pk=deferred.pk).status == Status.FAILED
+    assert not Delivery.objects.exclude(pk=deferred.pk).exists()
