@@ -34,6 +34,7 @@ from smtp_settings.forms import AdminConfigForm, SingleLineEmailField
 from smtp_settings.models import AdminConfig, SmtpTestRun
 from smtp_settings.presets import PRESETS, presets_json
 from smtp_settings.probe import STEPS
+from smtp_settings.snapshot import ROUTE_FIELDS
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ def test_connection(request: HttpRequest, model_admin: Any) -> HttpResponse:
     recipient = RecipientForm(request.POST)
     if not (form.is_valid() & recipient.is_valid()):
         return _invalid({**form.errors, **recipient.errors})
-    values = {name: form.cleaned_data.get(name) for name in tasks.ROUTE_FIELDS}
+    values = {name: form.cleaned_data.get(name) for name in ROUTE_FIELDS}
     if not values["smtp_server"]:
         return _invalid({"smtp_server": [NO_SERVER]})
     typed = form.cleaned_data.get("new_password") or ""

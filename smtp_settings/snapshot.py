@@ -29,8 +29,9 @@ from redis.retry import Retry
 
 logger = logging.getLogger(__name__)
 
-SNAPSHOT_FIELDS = (
-    "smtp_enabled",
+# The AdminConfig fields that say how to reach the server and as whom (a test of unsaved
+# form values carries the same ones).
+ROUTE_FIELDS = (
     "smtp_server",
     "smtp_port",
     "smtp_security",
@@ -39,8 +40,8 @@ SNAPSHOT_FIELDS = (
     "smtp_verify_certificates",
     "sender_email",
     "sender_name",
-    "version",
 )
+SNAPSHOT_FIELDS = ("smtp_enabled", *ROUTE_FIELDS, "version")
 
 # Write only if no newer row version is stored; bump the poll counter when written.
 _PUBLISH_SCRIPT = """

@@ -38,17 +38,6 @@ from smtp_settings.routes import ADMIN, SecretRef, SmtpRoute
 SOFT_TIME_LIMIT = 60
 TIME_LIMIT = 90
 
-# The values a connection test carries: AdminConfig field names, as the form posts them.
-ROUTE_FIELDS = (
-    "smtp_server",
-    "smtp_port",
-    "smtp_security",
-    "smtp_username",
-    "smtp_timeout",
-    "smtp_verify_certificates",
-    "sender_email",
-    "sender_name",
-)
 _STRENGTH = {"NONE": 0, "TLS": 1, "SSL": 1}
 
 
