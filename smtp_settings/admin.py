@@ -18,6 +18,7 @@ from solo.admin import SingletonModelAdmin
 
 from smtp_settings.admin_views import SmtpToolsAdminMixin
 from smtp_settings.forms import EDITABLE_FIELDS, AdminConfigForm
+from smtp_settings.health_tasks import check_soon
 from smtp_settings.models import AdminConfig, ConfigChange
 
 PASSWORD_CLEARED = (
@@ -124,6 +125,8 @@ class AdminConfigAdmin(SmtpToolsAdminMixin, SingletonModelAdmin):
             )
         if form.password_action == "cleared":
             self.message_user(request, PASSWORD_CLEARED, level=messages.WARNING)
+        # Probe the new settings now rather than at the next scheduled check.
+        check_soon()
 
 
 @admin.register(ConfigChange)

@@ -18,13 +18,15 @@ import logging
 from typing import Any
 
 from celery import shared_task
-from django.db import DatabaseError
+from django.conf import settings
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from smtp_settings import alerts
 from smtp_settings.delivery_stats import read_delivery_stats
 from smtp_settings.health import (
     EmailHealthMonitor,
+    check_interval,
     recent_health,
     route_fingerprint,
     safe_result,
@@ -165,3 +167,23 @@ def _when(result: ProbeResult) -> str:
 def run_email_health_check() -> dict[str, Any]:
     """Beat entry point (CELERY_BEAT_SCHEDULE["email-health-check"])."""
     return run_health_check()
+
+
+def check_soon() -> None:
+    """Queue a health check for when the current transaction commits.
+
+    After a settings change the admin route is "untested" until it is probed, and with no
+    fallback the endpoint answers 503 until then: waiting for beat could mean minutes of a
+    false alarm. Nothing is queued when tasks run eagerly (no broker): the probe would then
+    run inside the admin's save request.
+    """
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        return
+    transaction.on_commit(_queue_check)
+
+
+def _queue_check() -> None:
+    try:
+        run_email_health_check.apply_async(expires=check_interval())
+    except Exception as exc:  # a broker outage must not fail the admin's save
+        logger.warning("email health check not queued after a change: %s", exc.__class__.__name__)

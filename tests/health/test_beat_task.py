@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from django.conf import settings as django_settings
 
+from smtp_settings.health import recent_health
 from smtp_settings.health_tasks import run_email_health_check
-from smtp_settings.models import EmailHealthRecord
-from tests.conftest import route_settings
+from smtp_settings.models import AdminConfig, EmailHealthRecord
+from tests.conftest import SMTP_PASSWORD, route_settings
 from tests.health.conftest import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -81,3 +82,32 @@ def test_recipients_fall_back_to_superusers_with_an_email(
 
     [alert] = backup.wait_for(1)
     assert alert.rcpt_tos == ["root@example.com"]
+
+
+def test_a_save_in_admin_is_probed_at_once_not_at_the_next_beat(
+    celery_worker, smtp_factory, configure_admin, admin_client, monitor_get, settings
+):
+    from tests.foundation.helpers import change_url, form_data
+
+    old, new = smtp_factory(auth=True), smtp_factory(auth=True)
+    settings.SMTP_ALLOWED_PORTS = [old.port, new.port]
+    configure_admin(old)
+    run_through_worker()
+    assert monitor_get().status_code == 200
+    row = AdminConfig.get_solo()
+
+    response = admin_client.post(
+        change_url(), form_data(row, smtp_port=str(new.port), new_password=SMTP_PASSWORD)
+    )
+
+    assert response.status_code == 302
+    record = wait_until(
+        lambda: (
+            (r := EmailHealthRecord.objects.get(pk=1)).probes.get("admin", {}).get("server")
+            == f"127.0.0.1:{new.port}"
+            and r
+        )
+    )
+    assert record.probes["admin"]["ok"] is True
+    recent_health.clear()
+    assert monitor_get().json()["status"] == "healthy"
