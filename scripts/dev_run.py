@@ -145,6 +145,17 @@ def prepare(env: dict[str, str]) -> tuple[str, str] | None:
     return ensure_dev_superuser()
 
 
+def first_health_check() -> None:
+    """Probe the routes once, so the admin's health panel is not "untested" forever: in
+    development no beat runs the periodic check."""
+    from smtp_settings.health_tasks import run_health_check
+
+    try:
+        run_health_check()
+    except Exception as exc:
+        print(f"First health check failed: {exc.__class__.__name__}", file=sys.stderr)
+
+
 def main() -> int:
     env = dev_environment(os.environ)
     http_port = int(env.get("PORT") or DEFAULT_HTTP_PORT)
@@ -165,6 +176,7 @@ def main() -> int:
         if not wait_for_port(int(sink_port), sink, time.monotonic() + STARTUP_SECONDS):
             print(SINK_PORT_BUSY.format(address=f"{HOST}:{sink_port}"), file=sys.stderr)
             return 1
+        first_health_check()
         print(banner(http_port, sink_port, env, login), flush=True)
         server = subprocess.Popen(  # noqa: S603 - our own argv, no shell
             [sys.executable, "manage.py", "runserver", f"{HOST}:{http_port}"],

@@ -144,7 +144,7 @@ class AdminConfigForm(forms.ModelForm):
     ``password_action`` after the save."""
 
     new_password = forms.CharField(
-        label="new password",
+        label="New password",
         required=False,
         strip=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
