@@ -5,7 +5,8 @@ received (envelope, parsed message, Message-ID), every AUTH attempt (with the cr
 so a test can prove which password reached which host), and the number of sessions.
 It can do STARTTLS or implicit TLS with a trustme certificate, require AUTH, and answer
 chosen codes at MAIL FROM, RCPT TO or DATA. ``RawServer`` plays the servers aiosmtpd
-cannot: one that accepts and never speaks (stall), and one that drops the line after EHLO.
+cannot: one that accepts and never speaks (stall), one that drops the line after EHLO, and
+hostile ones that echo the client's AUTH exchange (base64 or decoded) in their 535 reply.
 ``free_port()`` gives a port with nothing listening (connection refused).
 
 Binds only to 127.0.0.1. Nothing here mocks smtplib.
@@ -13,6 +14,8 @@ Binds only to 127.0.0.1. Nothing here mocks smtplib.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email
 import email.policy
 import socket
@@ -223,7 +226,27 @@ class RawServer:
     ``mode="stall"``: accepts and never sends a greeting.
     ``mode="drop_after_ehlo"``: greets, answers EHLO, then closes the line.
     ``mode="greet_421"``: answers the connection with 421 and closes.
+
+    The ``echo_auth*`` modes play a hostile or careless server that puts what the client
+    sent during AUTH into its refusal, the way some relays log-and-echo: every AUTH ends
+    in ``535 5.7.8 Authentication failed for <...>``, and MAIL FROM is refused with 530.
+
+    ``mode="echo_auth"``: offers AUTH PLAIN LOGIN; echoes the exact lines the client sent
+    (``AUTH PLAIN <blob>``; ``AUTH LOGIN <user64>`` then, after a password challenge,
+    ``<password64>``).
+    ``mode="echo_auth_plain"``: the same, offering AUTH PLAIN only (so the blob is in the
+    last refusal a client sees; smtplib falls back from PLAIN to LOGIN otherwise).
+    ``mode="echo_auth_clear"``: offers AUTH PLAIN LOGIN; echoes the decoded username and
+    password in clear.
+    ``mode="echo_auth_at_data"``: accepts any AUTH, MAIL FROM and RCPT TO (so a probe, which
+    stops before DATA, passes), then refuses DATA for now with ``451 4.7.0 ...`` quoting the
+    session's AUTH lines: the echo reaches the send path, its deferral and its retries.
+
+    ``auth_lines`` records every line the client sent during AUTH, ``refusals`` every 535
+    line this server answered, so that a test can prove the echo really happened.
     """
+
+    ECHO_MODES = ("echo_auth", "echo_auth_plain", "echo_auth_clear", "echo_auth_at_data")
 
     def __init__(self, mode: str) -> None:
         self.mode = mode
@@ -233,8 +256,11 @@ class RawServer:
         self.sock.bind((HOST, 0))
         self.port = self.sock.getsockname()[1]
         self.connections = 0
+        self.auth_lines: list[bytes] = []
+        self.refusals: list[bytes] = []
         self._open: list[socket.socket] = []
         self._stop = threading.Event()
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._serve, daemon=True)
 
     def start(self) -> RawServer:
@@ -264,11 +290,101 @@ class RawServer:
                 conn.settimeout(5)
                 conn.recv(1024)
                 conn.sendall(b"250-raw.test\r\n250 AUTH PLAIN LOGIN\r\n")
+            elif self.mode in self.ECHO_MODES:
+                self._echo_auth(conn)
         except OSError:
             pass
         finally:
             if self.mode != "stall":
                 conn.close()
+
+    # -- the echo_auth modes -----------------------------------------------------------------
+    def _echo_auth(self, conn: socket.socket) -> None:
+        conn.settimeout(5)
+        with conn.makefile("rb") as reader:
+            self._converse(conn, reader)
+
+    def _converse(self, conn: socket.socket, reader: Any) -> None:
+        conn.sendall(b"220 raw.test ESMTP echo\r\n")
+        mechanisms = b"PLAIN" if self.mode == "echo_auth_plain" else b"PLAIN LOGIN"
+        session: list[bytes] = []  # what this client sent during AUTH
+        while not self._stop.is_set():
+            line = reader.readline(4096).rstrip(b"\r\n")
+            if not line:
+                return
+            verb = line.split(b" ", 1)[0].upper()
+            if verb in (b"EHLO", b"HELO"):
+                conn.sendall(
+                    b"250-raw.test\r\n250-AUTH " + mechanisms + b"\r\n250 SIZE 1000000\r\n"
+                )
+            elif verb == b"AUTH":
+                session += self._refuse_auth(conn, reader, line)
+            elif verb in (b"RSET", b"NOOP"):
+                conn.sendall(b"250 OK\r\n")
+            elif verb == b"QUIT":
+                conn.sendall(b"221 Bye\r\n")
+                return
+            elif self.mode == "echo_auth_at_data" and verb in (b"MAIL", b"RCPT"):
+                conn.sendall(b"250 OK\r\n")
+            elif self.mode == "echo_auth_at_data" and verb == b"DATA":
+                self._refuse_data(conn, session)
+            elif verb in (b"MAIL", b"RCPT", b"DATA"):
+                conn.sendall(b"530 5.7.0 Authentication required\r\n")
+            else:
+                conn.sendall(b"502 5.5.2 Command not recognized\r\n")
+
+    def _refuse_auth(self, conn: socket.socket, reader: Any, line: bytes) -> list[bytes]:
+        """Play one AUTH exchange to its end, then refuse it echoing what the client sent
+        (``echo_auth_at_data``: accept it); returns the lines the client sent."""
+        parts = line.split(b" ")
+        mechanism = parts[1].upper() if len(parts) > 1 else b""
+        sent = [line]
+        if mechanism == b"PLAIN" and len(parts) < 3:
+            conn.sendall(b"334 \r\n")
+            sent.append(reader.readline(4096).rstrip(b"\r\n"))
+        elif mechanism == b"LOGIN":
+            if len(parts) < 3:
+                conn.sendall(b"334 VXNlcm5hbWU6\r\n")  # "Username:"
+                sent.append(reader.readline(4096).rstrip(b"\r\n"))
+            conn.sendall(b"334 UGFzc3dvcmQ6\r\n")  # "Password:"
+            sent.append(reader.readline(4096).rstrip(b"\r\n"))
+        with self._lock:
+            self.auth_lines.extend(sent)
+        if self.mode == "echo_auth_at_data":
+            conn.sendall(b"235 2.7.0 Authentication successful\r\n")
+            return sent
+        if self.mode == "echo_auth_clear":
+            echoed = self._decoded_credentials(mechanism, sent)
+        else:
+            echoed = b" ".join(sent)
+        refusal = b"535 5.7.8 Authentication failed for " + echoed
+        with self._lock:
+            self.refusals.append(refusal)
+        conn.sendall(refusal + b"\r\n")
+        return sent
+
+    def _refuse_data(self, conn: socket.socket, session: list[bytes]) -> None:
+        refusal = b"451 4.7.0 Message deferred by policy, session was " + b" ".join(session)
+        with self._lock:
+            self.refusals.append(refusal)
+        conn.sendall(refusal + b"\r\n")
+
+    @staticmethod
+    def _decoded_credentials(mechanism: bytes, sent: list[bytes]) -> bytes:
+        """``user <name> password <secret>`` from the base64 the client sent."""
+        blobs = sent[0].split(b" ")[2:] + sent[1:]
+        decoded = []
+        for blob in blobs:
+            try:
+                decoded.append(base64.b64decode(blob, validate=True))
+            except (binascii.Error, ValueError):
+                decoded.append(blob)
+        if mechanism == b"PLAIN" and decoded:
+            _authzid, _, rest = decoded[0].partition(b"\0")
+            user, _, password = rest.partition(b"\0")
+        else:
+            user, password = [*decoded, b"", b""][:2]
+        return b"user " + user + b" password " + password
 
     def stop(self) -> None:
         self._stop.set()
