@@ -4,32 +4,21 @@ fills the form, and both buttons show pending and then the outcome without a rel
 from __future__ import annotations
 
 import pytest
-from django.test import Client
-from playwright.sync_api import sync_playwright
 
+# The browser (Chromium, its flags, a fresh context on the live server) is set up by the
+# shared browser fixtures in tests/browser/conftest.py.
+from tests.browser.conftest import browser_context, logged_in_context  # noqa: F401
 from tests.conftest import SMTP_PASSWORD
 from tests.foundation.helpers import change_url
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = "/usr/bin/chromium"
-
 
 @pytest.fixture
-def page(live_server, make_user, monkeypatch):
+def page(browser_context, live_server, make_user):  # noqa: F811 - the imported fixture
     """A Chromium page logged in to the admin as staff with the change permission."""
-    client = Client()
-    client.force_login(make_user("browser"))
-    session = client.cookies["sessionid"].value
-    # Playwright's sync API runs an event loop in this thread; the ORM calls this test makes
-    # between browser steps are ordinary blocking calls, not async code.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        context = browser.new_context(base_url=live_server.url)
-        context.add_cookies([{"name": "sessionid", "value": session, "url": live_server.url}])
-        yield context.new_page()
-        browser.close()
+    logged_in_context(browser_context, make_user("browser"), live_server.url)
+    return browser_context.new_page()
 
 
 def test_preset_then_test_connection_and_test_email_update_the_page_in_place(
