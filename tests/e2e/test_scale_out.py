@@ -233,31 +233,30 @@ def test_a_worker_killed_mid_queue_loses_nothing(stack, servers):
     for _ in range(20):
         request_password_reset(web)
     deferred_ids = wait_until(
-        lambda: _message_ids(stack, "deferred", attempted=True),
+        lambda: _reset_ids(stack, "deferred", attempted=True),
         30,
         "deferred deliveries retried at least once",
     )
-    assert len(_message_ids(stack)) == 20
+    assert len(_reset_ids(stack)) == 20
 
     worker.stop(signal.SIGKILL)
     new.start()  # same port: the settings still point at it
     stack.start_worker("worker-2")
 
-    wait_until(lambda: len(_message_ids(stack, "sent")) == 20, 60, "all 20 deliveries sent")
-    arrived = wait_until(
-        lambda: new.recorder.message_ids() if len(new.messages) >= 20 else None,
-        30,
-        "20 messages at the server",
-    )
-    assert sorted(arrived) == sorted(_message_ids(stack)), "lost or duplicated a message"
+    wait_until(lambda: len(_reset_ids(stack, "sent")) == 20, 60, "all 20 deliveries sent")
+    # (The health check may also have mailed the admins that the route went down: that
+    # alert is a message of its own, so only the password resets are counted here.)
+    arrived = [m.message_id for m in new.messages if is_reset(m)]
+    assert sorted(arrived) == sorted(_reset_ids(stack)), "lost or duplicated a message"
     assert len(set(arrived)) == len(arrived) == 20
     assert set(deferred_ids) <= set(arrived)
     assert old.messages == []
 
 
-def _message_ids(stack: Stack, status: str | None = None, attempted: bool = False) -> list[str]:
-    query = "SELECT message_id FROM notifications_delivery WHERE true"
-    params: list[object] = []
+def _reset_ids(stack: Stack, status: str | None = None, attempted: bool = False) -> list[str]:
+    """Message-IDs of the password-reset deliveries in the stack's database."""
+    query = "SELECT message_id FROM notifications_delivery WHERE subject ILIKE %s"
+    params: list[object] = ["%password reset%"]
     if status:
         query += " AND status = %s"
         params.append(status)
