@@ -5,9 +5,11 @@ A template tag rather than a context processor, so that no other page pays for i
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django import template
+from django.utils.dateparse import parse_datetime
 
 from smtp_settings.health import EmailHealthMonitor
 
@@ -21,3 +23,9 @@ def email_health(context: template.Context) -> dict[str, Any] | None:
     if user is None or not user.is_staff:
         return None
     return EmailHealthMonitor(live_delivery=True).check().as_dict()
+
+
+@register.filter
+def parse_iso(value: str | None) -> datetime | None:
+    """The health JSON carries ISO timestamps; the panel shows them as dates."""
+    return parse_datetime(value) if value else None
