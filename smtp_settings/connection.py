@@ -4,7 +4,10 @@
 STARTTLS or implicit TLS, AUTH, with step timings. Every socket operation is bounded by the
 route's timeout. A failure closes whatever was half-opened (a half-open plain connection
 must never be reused; see CVE-2026-7666) and raises an ``SmtpError`` that names the step.
-The password is revealed here, used for AUTH, and not kept.
+The password is revealed here and used for AUTH; what it keeps is a scrubber for it
+(``errors.scrubber``), because a server may quote the AUTH exchange in any later reply: every
+error raised here, at AUTH or in the mail transaction, has the password masked in its hint
+and server text before it leaves this module (for the logs, the delivery log, results).
 
 ``send_transaction`` is ``smtplib.SMTP.sendmail`` with the step tracked, so that the send
 path knows whether the server can have accepted the message: a line lost after the last
@@ -34,6 +37,7 @@ from smtp_settings.errors import (
     SmtpError,
     SmtpOutcomeUnknown,
     classify,
+    scrubber,
 )
 from smtp_settings.routes import SmtpRoute
 
@@ -85,7 +89,7 @@ def open_connection(
     """
     if context is None and route.security != "NONE":
         context = context_for(route)
-    step, connection = CONNECT, None
+    step, connection, secret = CONNECT, None, ""
     started = time.perf_counter()
 
     def lap(name: str) -> None:
@@ -121,6 +125,8 @@ def open_connection(
             secret = route.password() if password is None else password
             if secret:
                 connection.login(route.username, secret)
+                # For the errors of the mail transaction on this connection (send_transaction).
+                connection.scrub_server_text = scrubber(secret, route.username)
             lap(AUTH)
         return connection
     except BaseException as exc:
@@ -134,7 +140,7 @@ def open_connection(
             and not isinstance(exc, ssl.SSLError)
         ):
             step = CONNECT  # refused or unresolvable before any TLS byte was sent
-        raise classify(
+        error = classify(
             exc,
             step=step,
             route=route.name,
@@ -142,7 +148,8 @@ def open_connection(
             port=route.port,
             security=route.security,
             timeout=route.timeout,
-        ) from None
+        )
+        raise error.scrub(scrubber(secret, route.username)) from None
 
 
 _LEADING_DOT = re.compile(rb"(?m)^\.")
@@ -193,7 +200,7 @@ def send_transaction(
     except smtplib.SMTPException as exc:
         # Includes a line lost while the message was still going out: without the final
         # dot no server takes it, so another route may.
-        raise _classified(exc, step, route, from_addr) from None
+        raise _classified(connection, exc, step, route, from_addr) from None
     # From here on the server has the whole message; only its answer is missing.
     try:
         code, reply = connection.getreply()
@@ -207,7 +214,8 @@ def send_transaction(
         ) from None
     if code != 250:
         _abandon(connection, code)
-        raise _classified(smtplib.SMTPDataError(code, reply), DATA, route, from_addr) from None
+        refusal = smtplib.SMTPDataError(code, reply)
+        raise _classified(connection, refusal, DATA, route, from_addr) from None
     return refused
 
 
@@ -220,8 +228,10 @@ def _abandon(connection: smtplib.SMTP, code: int) -> None:
         connection.rset()
 
 
-def _classified(exc: BaseException, step: str, route: SmtpRoute, from_addr: str) -> SmtpError:
-    return classify(
+def _classified(
+    connection: smtplib.SMTP, exc: BaseException, step: str, route: SmtpRoute, from_addr: str
+) -> SmtpError:
+    error = classify(
         exc,
         step=step,
         route=route.name,
@@ -231,3 +241,5 @@ def _classified(exc: BaseException, step: str, route: SmtpRoute, from_addr: str)
         timeout=route.timeout,
         sender=from_addr,
     )
+    scrub = getattr(connection, "scrub_server_text", None)
+    return error.scrub(scrub) if scrub is not None else error

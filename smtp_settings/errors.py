@@ -5,15 +5,23 @@ catches those keeps working. Each carries the route name, the step that failed, 
 code and text, a hint, and two decisions the send path needs: may the message go to the
 next route (``try_next_route``), and is the failure permanent for this message
 (``permanent``). ``classify()`` turns whatever smtplib, ssl or socket raised into one of
-them. No message built here contains a password: smtplib never puts it in an exception,
-and the AUTH exchange is never echoed.
+them.
+
+Server text is untrusted: a server may quote the AUTH exchange in a reply (the base64 lines
+as the client sent them, or the credentials decoded), at AUTH or later in the session.
+``scrubber()`` is the one function that masks a password in such text, and
+``SmtpError.scrub()`` applies it to everything an error shows; ``smtp_settings.connection``
+scrubs every error it raises with the secret it authenticated with, so no hint or server
+text leaving it holds the password in any form AUTH sends it.
 """
 
 from __future__ import annotations
 
+import base64
 import smtplib
 import socket
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -30,6 +38,7 @@ CONNECT, TLS, AUTH, SENDER, RECIPIENT, DATA = (
 )
 # The steps at which a failure says the route itself is unusable (not this one message).
 ROUTE_STEPS = (CONNECT, TLS, AUTH)
+MASK = "********"
 
 APP_PASSWORD_PROVIDERS = {
     "gmail": "Gmail",
@@ -68,6 +77,13 @@ class SmtpError(smtplib.SMTPException):
         self.smtp_text = smtp_text
         if step:
             self.step = step
+
+    def scrub(self, scrub: Callable[[str], str]) -> SmtpError:
+        """Mask a secret (see ``scrubber``) in everything this error shows; returns self."""
+        self.hint = scrub(self.hint)
+        self.smtp_text = scrub(self.smtp_text)
+        self.args = (self.hint,)
+        return self
 
     def as_dict(self) -> dict[str, Any]:
         """What a result page, the health JSON or the delivery log may show."""
@@ -114,6 +130,13 @@ class SmtpRecipientsRefused(SmtpError):
         )
         self.try_next_route = not self.permanent
 
+    def scrub(self, scrub: Callable[[str], str]) -> SmtpError:
+        self.recipients = {
+            address: (code, scrub(text) if isinstance(text, str) else text)
+            for address, (code, text) in self.recipients.items()
+        }
+        return super().scrub(scrub)
+
 
 class SmtpMessageRefused(SmtpError):
     """The server refused the message at or after DATA."""
@@ -143,6 +166,28 @@ class SmtpNotConfigured(SmtpError, ImproperlyConfigured):
 
     step = CONNECT
     try_next_route = False
+
+
+def scrubber(secret: str, username: str = "") -> Callable[[str], str]:
+    """A function that masks ``secret`` in server text: in clear, and base64-encoded as AUTH
+    LOGIN sends it and inside the AUTH PLAIN blob ``\\0username\\0secret`` (padded or not)."""
+    if not secret:
+        return _unchanged
+    forms = {secret}
+    for raw in (secret.encode(), f"\0{username}\0{secret}".encode()):
+        forms.add(base64.b64encode(raw).decode().rstrip("="))
+    ordered = sorted(forms, key=len, reverse=True)
+
+    def scrub(text: str) -> str:
+        for form in ordered:
+            text = text.replace(form, MASK)
+        return text
+
+    return scrub
+
+
+def _unchanged(text: str) -> str:
+    return text
 
 
 def _text(raw: Any) -> str:

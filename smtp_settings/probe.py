@@ -7,19 +7,19 @@ the recipient, and leaves with RSET and QUIT. It never sends DATA, so no mail is
 
 It works on unsaved values (``route_from_values``) and accepts a password override. The
 password is revealed here, in the process that opens the connection, and nowhere else; it
-is scrubbed from any server text before that text reaches the result, which is stored in
-the database and shown in admin. The result never holds the password or the username.
+is scrubbed from any server text (``errors.scrubber``, shared with the send path) before that
+text reaches the result, which is stored in the database and shown in admin. The result
+never holds the password or the username.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import smtplib
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -42,12 +42,12 @@ from smtp_settings.errors import (
     SmtpTimeout,
     SmtpTlsError,
     classify,
+    scrubber,
 )
 from smtp_settings.routes import ADMIN, SecretRef, SmtpRoute
 from smtp_settings.snapshot import snapshot_from_row
 
 STEPS = (CONNECT, TLS, AUTH, SENDER, RECIPIENT)
-MASK = "********"
 # How long the follow-up check for a swapped SSL/STARTTLS setting may wait: it runs only
 # after a silent server, so it must not double a long timeout.
 TLS_SNIFF_TIMEOUT = 3.0
@@ -311,23 +311,3 @@ def _failed(result: ProbeResult, exc: SmtpError, route: SmtpRoute, secret: str) 
     result.smtp_text = scrub(exc.smtp_text)
     result.hint = scrub(_probe_hint(exc, route, result))
     return result
-
-
-def scrubber(secret: str, username: str) -> Callable[[str], str]:
-    """Server text is untrusted: a server might echo the AUTH exchange back. Remove the
-    password, and its base64 forms as AUTH PLAIN and LOGIN send it, from any text kept."""
-    forms: list[str] = []
-    if secret:
-        plain = f"\0{username}\0{secret}".encode()
-        forms = [
-            secret,
-            base64.b64encode(secret.encode()).decode(),
-            base64.b64encode(plain).decode(),
-        ]
-
-    def scrub(text: str) -> str:
-        for form in forms:
-            text = text.replace(form, MASK)
-        return text
-
-    return scrub

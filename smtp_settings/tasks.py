@@ -8,7 +8,10 @@ database (``SmtpTestRun``, and for saved settings AdminConfig's last test), not 
 result backend.
 
 What travels through the broker is JSON: the route values, and the password only as a
-Fernet token the web process encrypted, or as "use the stored one". Never plaintext. The
+Fernet token the web process encrypted, or as "use the stored one". Never plaintext, and
+the token only in the message body: the headers Celery logs have it masked
+(``secret_args``). Errors come from the connection code with the password already masked
+in any server text (``errors.scrubber``), so nothing here reveals a secret to clean up. The
 worker uses the stored password only for the host, port and username it was saved with,
 over a connection at least as protected, and checks that again here, at the moment of use.
 """
@@ -26,12 +29,12 @@ from django.utils import timezone
 
 from notifications.test_email import build_test_email
 from smtp_settings.backends import DynamicSMTPBackend
-from smtp_settings.crypto import CryptoError
 from smtp_settings.errors import AUTH, SmtpError
 from smtp_settings.models import AdminConfig, SmtpTestRun
-from smtp_settings.probe import probe, route_from_values, scrubber
+from smtp_settings.probe import probe, route_from_values
 from smtp_settings.resolver import current_routes, get_resolver
 from smtp_settings.routes import ADMIN, SecretRef, SmtpRoute
+from smtp_settings.secret_args import SecretArgsTask
 
 # Seconds. A probe is a handful of round trips each bounded by the route's timeout (at
 # most 60 s in the form); the soft limit records "timed out" before the hard one kills.
@@ -106,6 +109,8 @@ def route_for_test(
 
 @shared_task(
     name="smtp_settings.tasks.test_smtp_connection",
+    base=SecretArgsTask,
+    secret_args=("password_token",),
     soft_time_limit=SOFT_TIME_LIMIT,
     time_limit=TIME_LIMIT,
     ignore_result=True,
@@ -194,7 +199,6 @@ def deliver_test_email(
     except SmtpError as exc:
         result.update(error_fields(exc))
         result["server"] = exc.address or result["server"]
-        _scrub(result, routes)
     else:
         _describe_delivery(result, sent=bool(sent), used=used, dynamic=dynamic)
     result["elapsed"] = round(time.perf_counter() - started, 4)
@@ -268,16 +272,3 @@ def time_limit_result(kind: str, *, server: str) -> dict[str, Any]:
         "timings": {},
         "checked_at": timezone.now().isoformat(),
     }
-
-
-def _scrub(result: dict[str, Any], routes: tuple[SmtpRoute, ...]) -> None:
-    """Server text is untrusted (see probe.scrubber); the password must not be stored."""
-    for route in routes:
-        if not route.username or not (result.get("smtp_text") or result.get("hint")):
-            continue
-        try:
-            scrub = scrubber(route.password(), route.username)
-        except CryptoError:
-            continue  # a secret nobody can decrypt was never sent, so it cannot be echoed
-        for key in ("smtp_text", "hint"):
-            result[key] = scrub(result.get(key) or "")
