@@ -109,6 +109,9 @@ class DynamicSMTPBackend(EmailBackend):
             "timeout": timeout,
         }
         self.route: SmtpRoute | None = None
+        # The route that accepted the last message handed to send_messages; None when it
+        # was deferred, failed or not sent (``route`` is only where the line is open).
+        self.accepted_by: SmtpRoute | None = None
         self._routes: tuple[SmtpRoute, ...] = ()
         self._position = 0
         # Routes that failed to connect, start TLS or authenticate during this
@@ -225,6 +228,7 @@ class DynamicSMTPBackend(EmailBackend):
 
     def _deliver(self, message: EmailMessage) -> bool:
         """Send one message over the routes; True if a server (or the deferred queue) took it."""
+        self.accepted_by = None
         if not message.recipients():
             return False
         message_id, added_id = ensure_message_id(message)
@@ -253,6 +257,7 @@ class DynamicSMTPBackend(EmailBackend):
                     continue
                 self._log_outcome(message_id, route, "sent", 250, len(failures) + 1, refused)
                 recorder.record_sent(message, route, refused)
+                self.accepted_by = route
                 return True
             message.from_email = original_from
             return self._not_delivered(message, message_id, failures)

@@ -191,10 +191,11 @@ def deliver_test_email(
     started = time.perf_counter()
     try:
         # As app code would: the configured EMAIL_BACKEND (the dynamic backend), its routes,
-        # failover and sender; the connection is opened here only to learn the route used.
+        # failover and sender; the connection is opened here only to learn which route
+        # accepted the message (None: it was deferred).
         with get_connection(fail_silently=False) as connection:
             sent = connection.send_messages([message])
-            used = getattr(connection, "route", None)
+            used = getattr(connection, "accepted_by", None)
             dynamic = isinstance(connection, DynamicSMTPBackend)
     except SmtpError as exc:
         result.update(error_fields(exc))

@@ -11,6 +11,7 @@ from django.conf import settings as django_settings
 from smtp_settings import crypto, tasks
 from smtp_settings.models import AdminConfig, SmtpTestRun
 from tests.conftest import SMTP_PASSWORD, SMTP_USER, route_settings
+from tests.smtp_servers import Behaviour
 
 pytestmark = pytest.mark.django_db
 
@@ -229,3 +230,18 @@ def test_stored_results_hold_neither_password_nor_token(smtp_factory, configure_
     assert "wrong-password" not in stored
     assert token not in stored
     assert SMTP_USER not in json.dumps(SmtpTestRun.objects.get(pk=run.pk).result)
+
+
+def test_test_email_the_server_refuses_at_data_is_queued_not_reported_delivered(
+    smtp_factory, configure_admin
+):
+    server = smtp_factory(behaviour=Behaviour(data="451 4.3.0 Try again later"))
+    config = configure_admin(server)
+    run = saved_run(config, SmtpTestRun.Kind.EMAIL)
+
+    result = tasks.send_test_email(str(run.pk), "ops@example.net")
+
+    assert server.messages == []
+    assert (result["ok"], result["delivered"]) == (False, False)
+    assert "queued and will be retried" in result["hint"]
+    assert SmtpTestRun.objects.get(pk=run.pk).status == "error"
