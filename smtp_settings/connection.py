@@ -124,7 +124,7 @@ def open_connection(
             step = AUTH
             secret = route.password() if password is None else password
             if secret:
-                connection.login(route.username, secret)
+                login(connection, route.username, secret)
                 # For the errors of the mail transaction on this connection (send_transaction).
                 connection.scrub_server_text = scrubber(secret, route.username)
             lap(AUTH)
@@ -150,6 +150,37 @@ def open_connection(
             timeout=route.timeout,
         )
         raise error.scrub(scrubber(secret, route.username)) from None
+
+
+# Final AUTH answers that judge the credentials, not the mechanism: trying the next
+# mechanism would only repeat a failed login, and providers lock accounts that fail often.
+CREDENTIALS_REFUSED = frozenset({454, 530, 534, 535})
+
+
+def login(connection: smtplib.SMTP, username: str, password: str) -> None:
+    """``smtplib.SMTP.login``, but one failed login per wrong password, not one per
+    mechanism: smtplib tries PLAIN and then LOGIN with the same refused credentials."""
+    connection.ehlo_or_helo_if_needed()
+    if not connection.has_extn("auth"):
+        raise smtplib.SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
+    advertised = connection.esmtp_features["auth"].split()
+    mechanisms = [m for m in ("CRAM-MD5", "PLAIN", "LOGIN") if m in advertised]
+    if not mechanisms:
+        raise smtplib.SMTPException("No suitable authentication method found.")
+    connection.user, connection.password = username, password
+    failure: smtplib.SMTPAuthenticationError | None = None
+    for mechanism in mechanisms:
+        method = getattr(connection, "auth_" + mechanism.lower().replace("-", "_"))
+        try:
+            code, _ = connection.auth(mechanism, method, initial_response_ok=True)
+        except smtplib.SMTPAuthenticationError as exc:
+            failure = exc
+            if exc.smtp_code in CREDENTIALS_REFUSED:
+                break
+            continue  # a mechanism advertised but not really supported: try the next
+        if code in (235, 503):
+            return
+    raise failure
 
 
 _LEADING_DOT = re.compile(rb"(?m)^\.")

@@ -7,7 +7,7 @@ import smtplib
 import pytest
 from django.core import mail
 
-from smtp_settings.errors import SmtpTimeout, SmtpTlsError
+from smtp_settings.errors import SmtpAuthError, SmtpTimeout, SmtpTlsError
 from tests.conftest import SMTP_PASSWORD, SMTP_USER, route_settings
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -115,3 +115,16 @@ def test_no_tls_against_an_implicit_tls_port_says_choose_ssl_within_the_timeout(
     assert caught.value.step == "connect"
     assert "expects implicit TLS: choose security SSL" in caught.value.hint
     assert server.auth_attempts == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_wrong_password_costs_one_failed_login_not_one_per_mechanism(
+    smtp_factory, configure_admin
+):
+    server = smtp_factory("TLS", auth=True)
+    configure_admin(server, password="wrong-password")
+
+    with pytest.raises(SmtpAuthError):
+        mail.send_mail("Hi", "Body", None, ["user@example.net"])
+
+    assert server.auth_attempts == [(SMTP_USER, "wrong-password", False)]
