@@ -231,11 +231,10 @@ class RawServer:
     sent during AUTH into its refusal, the way some relays log-and-echo: every AUTH ends
     in ``535 5.7.8 Authentication failed for <...>``, and MAIL FROM is refused with 530.
 
-    ``mode="echo_auth"``: offers AUTH PLAIN LOGIN; echoes the exact lines the client sent
-    (``AUTH PLAIN <blob>``; ``AUTH LOGIN <user64>`` then, after a password challenge,
-    ``<password64>``).
-    ``mode="echo_auth_plain"``: the same, offering AUTH PLAIN only (so the blob is in the
-    last refusal a client sees; smtplib falls back from PLAIN to LOGIN otherwise).
+    ``mode="echo_auth"``: offers AUTH LOGIN only; echoes the exact lines the client sent
+    (``AUTH LOGIN <user64>`` then, after a password challenge, ``<password64>``).
+    ``mode="echo_auth_plain"``: the same, offering AUTH PLAIN only (``AUTH PLAIN <blob>``).
+    (One mechanism each: after a refused login the client does not try another.)
     ``mode="echo_auth_clear"``: offers AUTH PLAIN LOGIN; echoes the decoded username and
     password in clear.
     ``mode="echo_auth_at_data"``: accepts any AUTH, MAIL FROM and RCPT TO (so a probe, which
@@ -306,7 +305,9 @@ class RawServer:
 
     def _converse(self, conn: socket.socket, reader: Any) -> None:
         conn.sendall(b"220 raw.test ESMTP echo\r\n")
-        mechanisms = b"PLAIN" if self.mode == "echo_auth_plain" else b"PLAIN LOGIN"
+        mechanisms = {"echo_auth": b"LOGIN", "echo_auth_plain": b"PLAIN"}.get(
+            self.mode, b"PLAIN LOGIN"
+        )
         session: list[bytes] = []  # what this client sent during AUTH
         while not self._stop.is_set():
             line = reader.readline(4096).rstrip(b"\r\n")
