@@ -73,8 +73,12 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Several processes (web, worker, beat) share one SQLite file in development: wait for
-    # the write lock instead of failing at once.
-    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("timeout", 20)
+    # the write lock instead of failing at once. IMMEDIATE takes the write lock when a
+    # transaction starts; a deferred one that reads first (the admin's stale-page check) and
+    # then writes fails at once with "database is locked" if a worker wrote meanwhile.
+    _sqlite_options = DATABASES["default"].setdefault("OPTIONS", {})
+    _sqlite_options.setdefault("timeout", 20)
+    _sqlite_options.setdefault("transaction_mode", "IMMEDIATE")
 # Persistent connections: a Celery worker otherwise opens a new one per task (about 4 ms on
 # PostgreSQL), which caps the retry queue. Health checks replace a connection that died.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
