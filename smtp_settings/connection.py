@@ -36,7 +36,7 @@ from smtp_settings.errors import (
     TLS,
     SmtpError,
     SmtpOutcomeUnknown,
-    classify,
+    classify_on,
     scrubber,
 )
 from smtp_settings.routes import SmtpRoute
@@ -140,15 +140,7 @@ def open_connection(
             and not isinstance(exc, ssl.SSLError)
         ):
             step = CONNECT  # refused or unresolvable before any TLS byte was sent
-        error = classify(
-            exc,
-            step=step,
-            route=route.name,
-            host=route.host,
-            port=route.port,
-            security=route.security,
-            timeout=route.timeout,
-        )
+        error = classify_on(route, exc, step=step)
         raise error.scrub(scrubber(secret, route.username)) from None
 
 
@@ -262,15 +254,6 @@ def _abandon(connection: smtplib.SMTP, code: int) -> None:
 def _classified(
     connection: smtplib.SMTP, exc: BaseException, step: str, route: SmtpRoute, from_addr: str
 ) -> SmtpError:
-    error = classify(
-        exc,
-        step=step,
-        route=route.name,
-        host=route.host,
-        port=route.port,
-        security=route.security,
-        timeout=route.timeout,
-        sender=from_addr,
-    )
+    error = classify_on(route, exc, step=step, sender=from_addr)
     scrub = getattr(connection, "scrub_server_text", None)
     return error.scrub(scrub) if scrub is not None else error

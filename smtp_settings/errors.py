@@ -269,6 +269,21 @@ def _timeout_hint(
     return hint
 
 
+def classify_on(route: Any, exc: BaseException, *, step: str, sender: str = "") -> SmtpError:
+    """``classify`` for an exception met on ``route`` (an ``SmtpRoute``): its name, address,
+    security and timeout go into the error and its hint."""
+    return classify(
+        exc,
+        step=step,
+        route=route.name,
+        host=route.host,
+        port=route.port,
+        security=route.security,
+        timeout=route.timeout,
+        sender=sender,
+    )
+
+
 def classify(
     exc: BaseException,
     *,

@@ -41,7 +41,7 @@ from smtp_settings.errors import (
     SmtpSenderRefused,
     SmtpTimeout,
     SmtpTlsError,
-    classify,
+    classify_on,
     scrubber,
 )
 from smtp_settings.routes import ADMIN, SecretRef, SmtpRoute
@@ -198,16 +198,7 @@ def _step(step: str, route: SmtpRoute, result: ProbeResult) -> Iterator[None]:
     try:
         yield
     except (smtplib.SMTPException, OSError) as exc:
-        raise classify(
-            exc,
-            step=step,
-            route=route.name,
-            host=route.host,
-            port=route.port,
-            security=route.security,
-            timeout=route.timeout,
-            sender=result.sender,
-        ) from None
+        raise classify_on(route, exc, step=step, sender=result.sender) from None
     finally:
         result.timings[step] = round(time.perf_counter() - started, 4)
 

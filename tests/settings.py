@@ -27,6 +27,8 @@ from config.settings import *  # noqa: E402,F403
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405
 LOGGING["root"]["level"] = "INFO"  # noqa: F405 - tests read log records
+# The test SMTP servers (aiosmtpd) log every command at INFO; only their problems matter here.
+LOGGING["loggers"]["mail.log"] = {"level": "WARNING"}  # noqa: F405
 # Serve static files from the apps' folders, as in development: tests never collectstatic.
 WHITENOISE_AUTOREFRESH = True
 WHITENOISE_USE_FINDERS = True
