@@ -224,14 +224,17 @@ def send_transaction(
         # Includes a line lost while the message was still going out: without the final
         # dot no server takes it, so another route may.
         raise _classified(connection, exc, step, route, from_addr) from None
-    # From here on the server has the whole message; only its answer is missing.
+    # From here on the server has the whole message; only its answer is missing. Whatever
+    # interrupts the wait (a lost line, a garbled answer, a task's time limit) leaves the
+    # outcome unknown: it may have been delivered, so it must never be offered again.
     try:
         code, reply = connection.getreply()
-    except smtplib.SMTPServerDisconnected as exc:
+    except Exception as exc:
+        _close_quietly(connection)
         raise SmtpOutcomeUnknown(
-            f"{route.address} received the whole message but the line was lost before it "
-            f"answered ({exc}). It may have been delivered, so it is neither retried nor sent "
-            "through another route; check the recipient's inbox.",
+            f"{route.address} received the whole message but no answer came back "
+            f"({exc.__class__.__name__}). It may have been delivered, so it is neither "
+            "retried nor sent through another route; check the recipient's inbox.",
             route=route.name,
             address=route.address,
         ) from None

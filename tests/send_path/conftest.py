@@ -136,9 +136,11 @@ class SwallowServer:
     """Speaks SMTP up to DATA, reads the whole message, then drops the line without a reply.
 
     The client cannot know whether the message was accepted; ``received`` holds what this
-    server got, so a test can show it may have been delivered."""
+    server got, so a test can show it may have been delivered. ``after_data``, if given, is
+    sent instead of an answer (e.g. a garbled, overlong line) before the line drops."""
 
-    def __init__(self) -> None:
+    def __init__(self, after_data: bytes = b"") -> None:
+        self.after_data = after_data
         self.host = HOST
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -178,7 +180,9 @@ class SwallowServer:
                     while (chunk := reader.readline()) not in (b".\r\n", b""):
                         body += chunk
                     self.received.append(body)
-                    return  # the whole message is here; the answer never goes out
+                    if self.after_data:
+                        conn.sendall(self.after_data)
+                    return  # the whole message is here; a real answer never goes out
                 elif command == b"QUIT":
                     conn.sendall(b"221 bye\r\n")
                     return
@@ -193,9 +197,9 @@ class SwallowServer:
         self._thread.join(timeout=2)
 
 
-@pytest.fixture
-def swallow_server() -> Iterator[SwallowServer]:
-    server = SwallowServer().start()
+@pytest.fixture(params=[b"", b"2" * 9000], ids=["no-answer", "overlong-answer"])
+def swallow_server(request) -> Iterator[SwallowServer]:
+    server = SwallowServer(after_data=request.param).start()
     yield server
     server.stop()
 
