@@ -26,6 +26,7 @@ from functools import lru_cache
 
 from django.conf import settings
 from django.core.mail.utils import DNS_NAME
+from django.views.decorators.debug import sensitive_variables
 
 from smtp_settings.errors import (
     AUTH,
@@ -75,6 +76,9 @@ def _close_quietly(connection: smtplib.SMTP | None) -> None:
         connection.close()
 
 
+# The error raised here keeps this frame in its traceback: Django's error pages and error
+# trackers must not show the password held in its locals.
+@sensitive_variables("secret", "password")
 def open_connection(
     route: SmtpRoute,
     *,
@@ -149,6 +153,7 @@ def open_connection(
 CREDENTIALS_REFUSED = frozenset({454, 530, 534, 535})
 
 
+@sensitive_variables("password")
 def login(connection: smtplib.SMTP, username: str, password: str) -> None:
     """``smtplib.SMTP.login``, but one failed login per wrong password, not one per
     mechanism: smtplib tries PLAIN and then LOGIN with the same refused credentials."""
@@ -171,7 +176,9 @@ def login(connection: smtplib.SMTP, username: str, password: str) -> None:
                 break
             continue  # a mechanism advertised but not really supported: try the next
         if code in (235, 503):
+            connection.password = None  # smtplib keeps it for the life of the connection
             return
+    connection.password = None
     raise failure
 
 
