@@ -11,6 +11,7 @@ Keys come from ``settings.FIELD_ENCRYPTION_KEYS``: the first encrypts, every one
 
 from __future__ import annotations
 
+import base64
 from functools import lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -77,6 +78,16 @@ def decrypt(token: str) -> str:
         return _keyring().decrypt(token.encode("ascii")).decode("utf-8")
     except (InvalidToken, UnicodeError):
         raise UndecryptableSecret() from None
+
+
+def looks_like_token(value: str) -> bool:
+    """True when ``value`` has the shape of a Fernet token (version byte, timestamp, IV,
+    whole AES blocks, HMAC). Tells a stored token from a plaintext password without a key."""
+    try:
+        raw = base64.urlsafe_b64decode(value.encode("ascii"))
+    except (ValueError, UnicodeError):
+        return False
+    return len(raw) >= 73 and raw[0] == 0x80 and (len(raw) - 57) % 16 == 0
 
 
 def encrypted_with_current_key(token: str) -> bool:

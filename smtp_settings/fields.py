@@ -12,7 +12,7 @@ from typing import Any
 
 from encrypted_model_fields.fields import EncryptedTextField
 
-from smtp_settings.crypto import EncryptedSecret, encrypt
+from smtp_settings.crypto import EncryptedSecret, encrypt, looks_like_token
 
 
 class EncryptedSecretField(EncryptedTextField):
@@ -25,9 +25,10 @@ class EncryptedSecretField(EncryptedTextField):
             return value
         if isinstance(value, bytes):
             value = value.decode("ascii")
-        # A value from the database is a token; anything else reaching here is plaintext
-        # from code (forms assign through the model's set_password()).
-        return EncryptedSecret(value)
+        # A token (from a fixture or a serializer) stays a token; anything else is a
+        # plaintext password set from code, which get_prep_value encrypts on save. Treating
+        # it as a token would store the plaintext in the column.
+        return EncryptedSecret(value) if looks_like_token(value) else value
 
     def from_db_value(self, value: Any, expression: Any, connection: Any) -> EncryptedSecret | str:
         if value is None or value == "":

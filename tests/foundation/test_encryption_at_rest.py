@@ -43,3 +43,34 @@ def test_each_save_of_a_new_password_uses_a_fresh_token(configured_row):
     second = raw_password_column()
     assert second != first
     assert decrypt_str(second) == SMTP_PASSWORD
+
+
+@pytest.mark.django_db
+def test_a_plaintext_password_assigned_and_validated_is_stored_encrypted():
+    config = AdminConfig.get_solo()
+    config.smtp_password = "assigned-in-code-42"
+
+    config.full_clean(exclude=["smtp_server", "sender_email"])
+    config.save()
+
+    raw = raw_password_column()
+    assert "assigned-in-code-42" not in raw
+    assert AdminConfig.get_solo().smtp_password.reveal() == "assigned-in-code-42"
+
+
+@pytest.mark.django_db
+def test_dumpdata_and_loaddata_keep_the_token_without_encrypting_it_again(tmp_path):
+    from django.core.management import call_command
+
+    config = AdminConfig.get_solo()
+    config.set_password("round-trip-pass")
+    config.save()
+    token = raw_password_column()
+    dump = tmp_path / "config.json"
+    call_command("dumpdata", "smtp_settings.adminconfig", output=str(dump))
+
+    AdminConfig.objects.all().delete()
+    call_command("loaddata", str(dump))
+
+    assert raw_password_column() == token
+    assert "round-trip-pass" not in dump.read_text()
