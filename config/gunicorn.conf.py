@@ -26,3 +26,8 @@ def on_starting(server):
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     django.setup()
     call_command("check")
+    # The check read the database in the arbiter; workers forked from it must not share
+    # that connection (CONN_MAX_AGE keeps connections open).
+    from django.db import connections
+
+    connections.close_all()

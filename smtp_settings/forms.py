@@ -59,6 +59,11 @@ SWAPPED_SECURITY = {
     "or use port 587 for STARTTLS.",
 }
 
+PLAINTEXT_LOGIN = (
+    "Security None would send the username and password in clear over the network: choose "
+    "STARTTLS (TLS) or SSL. None with a username is accepted only for a relay on this "
+    "machine (localhost)."
+)
 STALE_PAGE = (
     "These settings were changed by someone else since you opened this page. "
     "Reload to see their changes."
@@ -126,6 +131,16 @@ def normalize_host(value: str) -> str:
             "Enter a valid IPv4 address (four numbers 0-255) or a host name.", code="bad_ip"
         )
     return ascii_host
+
+
+def is_loopback(host: str) -> bool:
+    """localhost, 127.0.0.0/8 or ::1: a relay on this machine, where no network is crossed."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _comparable(name: str, value: Any) -> Any:
@@ -198,6 +213,7 @@ class AdminConfigForm(forms.ModelForm):
         cleaned = super().clean()
         self._refuse_stale_page(cleaned.get("loaded_version"))
         self._check_security_matches_port(cleaned)
+        self._refuse_plaintext_login(cleaned)
         has_password = self._decide_password(cleaned)
         if cleaned.get("smtp_enabled"):
             self._require_complete(cleaned, has_password)
@@ -219,6 +235,14 @@ class AdminConfigForm(forms.ModelForm):
         hint = SWAPPED_SECURITY.get((cleaned.get("smtp_security"), cleaned.get("smtp_port")))
         if hint and "smtp_security" not in self.errors:
             self.add_error("smtp_security", ValidationError(hint, code="swapped"))
+
+    def _refuse_plaintext_login(self, cleaned: dict[str, Any]) -> None:
+        """Security None with a username sends the password in clear: only to this machine."""
+        if cleaned.get("smtp_security") != Security.NONE or not cleaned.get("smtp_username"):
+            return
+        if is_loopback(cleaned.get("smtp_server") or "") or "smtp_security" in self.errors:
+            return
+        self.add_error("smtp_security", ValidationError(PLAINTEXT_LOGIN, code="plaintext_login"))
 
     def _identity_changed(self, cleaned: dict[str, Any]) -> bool:
         return any(

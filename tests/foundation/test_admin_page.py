@@ -165,7 +165,9 @@ def test_enabled_row_refuses_a_server_change_until_the_password_is_typed_again(
 
 
 def test_same_server_spelled_differently_keeps_the_password(admin_client, configure_admin):
-    row = configure_admin(None, smtp_server="SMTP.Example.com", smtp_username="u@example.com")
+    row = configure_admin(
+        None, smtp_server="SMTP.Example.com", smtp_security="TLS", smtp_username="u@example.com"
+    )
     token = raw_password_column()
 
     response = admin_client.post(change_url(), form_data(row, smtp_server="smtp.example.com"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from smtp_settings.models import AdminConfig
 from tests.foundation.helpers import change_url, form_data, form_errors, row_state
 
 pytestmark = pytest.mark.django_db
@@ -53,6 +54,7 @@ BAD_INPUTS = [
     ({"smtp_timeout": "61"}, "smtp_timeout", "less than or equal to 60"),
     ({"smtp_timeout": ""}, "smtp_timeout", "This field is required."),
     ({"loaded_version": ""}, "loaded_version", "This field is required."),
+    ({"smtp_security": "NONE"}, "smtp_security", "would send the username and password in clear"),
 ]
 
 
@@ -105,10 +107,23 @@ def test_allowed_ports_follow_the_setting(admin_client, configured_row, settings
     refused = admin_client.post(change_url(), form_data(configured_row))
     accepted = admin_client.post(
         change_url(),
-        form_data(configured_row, smtp_port="1025", smtp_security="NONE", new_password="pw"),
+        form_data(configured_row, smtp_port="1025", new_password="pw"),
     )
 
     assert form_errors(refused)["smtp_port"] == [
         "Port 587 is not allowed here; allowed ports: 1025 (SMTP_ALLOWED_PORTS)."
     ]
     assert accepted.status_code == 302
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1"])
+def test_security_none_with_a_username_is_accepted_for_a_relay_on_this_machine(
+    admin_client, configured_row, host
+):
+    response = admin_client.post(
+        change_url(),
+        form_data(configured_row, smtp_server=host, smtp_security="NONE", new_password="pw"),
+    )
+
+    assert response.status_code == 302
+    assert AdminConfig.get_solo().smtp_security == "NONE"

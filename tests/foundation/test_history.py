@@ -37,7 +37,13 @@ def test_a_change_records_who_and_the_fields_with_from_and_to(
 def test_the_password_entry_says_only_set_changed_or_cleared(
     admin_client, configure_admin, stored, typed, change, expected
 ):
-    row = configure_admin(None, smtp_enabled=False, smtp_username="u@example.com", password=stored)
+    row = configure_admin(
+        None,
+        smtp_enabled=False,
+        smtp_security="TLS",
+        smtp_username="u@example.com",
+        password=stored,
+    )
 
     admin_client.post(change_url(), form_data(row, new_password=typed, **change))
 
