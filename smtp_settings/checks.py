@@ -70,3 +70,23 @@ def check_route_security(app_configs: Any = None, **kwargs: Any) -> list[Error]:
                 )
             )
     return found
+
+
+@register(Tags.security)
+def check_route_sender(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """The sender of an environment route becomes a From header: a line break in it would
+    fail every send of that route (or, worse, add headers). The admin form refuses it; the
+    environment has no form, so start-up does."""
+    found = []
+    for setting, prefix in ROUTE_SETTINGS:
+        values = getattr(settings, setting, {})
+        for key in ("sender_name", "sender_email"):
+            if any(char in (values.get(key) or "") for char in "\r\n"):
+                found.append(
+                    Error(
+                        f"{prefix}{key.upper()} contains a line break; remove it (it would "
+                        "inject mail headers).",
+                        id="smtp_settings.E004",
+                    )
+                )
+    return found

@@ -34,3 +34,15 @@ def test_aliases_and_unset_routes_pass(settings):
     settings.SMTP_BACKUP_ROUTE = {"server": "", "port": 587, "security": "nonsense"}
 
     assert check_route_security() == []
+
+
+def test_a_line_break_in_an_environment_sender_is_a_startup_error(settings):
+    from smtp_settings.checks import check_route_sender
+
+    settings.SMTP_ENVIRONMENT_ROUTE = {"server": "smtp.example.com", "sender_name": "Ops\r\nBcc: x"}
+    settings.SMTP_BACKUP_ROUTE = {"server": "", "sender_email": "ok@example.com"}
+
+    [error] = check_route_sender()
+
+    assert error.id == "smtp_settings.E004"
+    assert error.msg.startswith("SMTP_SENDER_NAME contains a line break")
