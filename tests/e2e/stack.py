@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,30 +21,16 @@ from pathlib import Path
 import psycopg
 import requests
 
+from tests import waiting
 from tests.smtp_servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_ADMIN_DSN = os.environ.get("E2E_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-def wait_until(
-    condition: Callable[[], object], timeout: float, what: str, interval: float = 0.05
-) -> object:
-    """Poll ``condition`` until it returns something truthy; fail naming ``what`` at ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last_error: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = condition()
-        except Exception as exc:
-            last_error = exc
-        else:
-            if result:
-                return result
-        time.sleep(interval)
-    raise AssertionError(
-        f"timed out after {timeout}s waiting for {what} (last error: {last_error})"
-    )
+def wait_until(condition: Callable[[], object], timeout: float, what: str) -> object:
+    """``tests.waiting.wait_until`` where a process that is still starting may raise."""
+    return waiting.wait_until(condition, timeout, what, interval=0.05, ignoring=(Exception,))
 
 
 @dataclass

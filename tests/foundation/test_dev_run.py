@@ -9,10 +9,9 @@ import smtplib
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,17 +20,10 @@ from django.contrib.auth import get_user_model
 
 from scripts import dev_run
 from tests.smtp_servers import free_port
+from tests.waiting import wait_until
 
 ROOT = Path(dev_run.__file__).resolve().parent.parent
 STARTUP_DEADLINE = 60.0
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def http_status(url: str) -> int | None:

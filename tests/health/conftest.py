@@ -3,7 +3,6 @@ the periodic check and read the endpoint the way a monitor does."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import pytest
@@ -45,15 +44,3 @@ def run_check() -> Callable[[], dict]:
     from smtp_settings.health_tasks import run_health_check
 
     return run_health_check
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 20.0) -> object:
-    """Poll ``predicate`` until it returns something truthy (a condition, not a sleep)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(0.05)

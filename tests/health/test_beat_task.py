@@ -9,7 +9,7 @@ from smtp_settings.health import recent_health
 from smtp_settings.health_tasks import run_email_health_check
 from smtp_settings.models import AdminConfig, EmailHealthRecord
 from tests.conftest import SMTP_PASSWORD, route_settings
-from tests.health.conftest import wait_until
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -3,7 +3,6 @@ send a numbered batch, and build a deferred delivery the way the send path store
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable
 from typing import TypeVar
@@ -11,18 +10,6 @@ from typing import TypeVar
 from django.core import mail
 
 T = TypeVar("T")
-
-
-def wait_until(predicate: Callable[[], T], timeout: float = 20.0, what: str = "") -> T:
-    """Poll ``predicate`` until it returns something truthy (a condition, not a sleep)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what or 'condition'} not met within {timeout}s")
-        time.sleep(0.02)
 
 
 def message_id_counts(*servers: object) -> Counter:

@@ -19,8 +19,8 @@ from django.db import connections
 
 from notifications import recorder
 from notifications.models import Delivery, Status
-from tests.notifications.helpers import wait_until
 from tests.smtp_servers import free_port
+from tests.waiting import wait_until
 
 
 @contextmanager

@@ -23,8 +23,8 @@ from notifications.retry import send_due, sweep
 from smtp_settings.errors import SmtpConnectError, SmtpRecipientsRefused
 from tests.conftest import SMTP_USER
 from tests.notifications.conftest import REPO
-from tests.notifications.helpers import wait_until
 from tests.smtp_servers import Behaviour
+from tests.waiting import wait_until
 
 
 def _send(subject: str = "Hello", to: str = "user@example.net") -> int:

@@ -14,7 +14,8 @@ from notifications import recorder
 from notifications.models import Delivery, DeliveryAttempt, Status
 from notifications.retry import send_due
 from tests.conftest import route_settings
-from tests.notifications.helpers import message_id_counts, send_numbered, wait_until
+from tests.notifications.helpers import message_id_counts, send_numbered
+from tests.waiting import wait_until
 
 
 def _all_sent(total: int) -> bool:

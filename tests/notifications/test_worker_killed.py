@@ -12,7 +12,7 @@ import pytest
 from django.core import mail
 
 from notifications.models import Delivery, Status
-from tests.notifications.helpers import wait_until
+from tests.waiting import wait_until
 
 
 @pytest.mark.slow

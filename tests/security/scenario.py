@@ -24,7 +24,7 @@ from smtp_settings.health_tasks import run_email_health_check
 from smtp_settings.models import AdminConfig, EmailHealthRecord, SmtpTestRun
 from tests.admin_testing.conftest import wait_for_run
 from tests.foundation.helpers import change_url, form_data, raw_password_column
-from tests.notifications.helpers import wait_until
+from tests.waiting import wait_until
 
 TEST_CONNECTION = "admin:smtp_settings_adminconfig_test_connection"
 SEND_TEST_EMAIL = "admin:smtp_settings_adminconfig_send_test_email"

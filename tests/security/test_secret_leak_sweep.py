@@ -42,7 +42,6 @@ from smtp_settings.errors import MASK
 from smtp_settings.forms import STALE_PAGE
 from smtp_settings.models import AdminConfig
 from tests.conftest import SMTP_USER, route_settings
-from tests.notifications.helpers import wait_until
 from tests.security.collectors import (
     BrokerCapture,
     RedisMonitor,
@@ -54,6 +53,7 @@ from tests.security.collectors import (
 from tests.security.finder import Finder, Source, needles
 from tests.security.scenario import Scenario
 from tests.smtp_servers import RawServer
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
