@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from collections.abc import Callable
 
 import pytest
@@ -13,6 +12,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 
 from smtp_settings.models import SmtpTestRun
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -52,15 +52,13 @@ def allow_ports(settings) -> Callable[..., None]:
 
 
 def wait_for_run(run_id: str, timeout: float = 20.0) -> SmtpTestRun:
-    """Wait until the worker finished the run (a wait for a condition, polling the row)."""
-    deadline = time.monotonic() + timeout
-    while True:
+    """Wait until the worker finished the run (polling the row)."""
+
+    def finished() -> SmtpTestRun | None:
         run = SmtpTestRun.objects.get(pk=run_id)
-        if run.status != SmtpTestRun.Status.PENDING:
-            return run
-        if time.monotonic() > deadline:
-            raise AssertionError(f"test run {run_id} still pending after {timeout}s")
-        time.sleep(0.05)
+        return run if run.status != SmtpTestRun.Status.PENDING else None
+
+    return wait_until(finished, timeout, f"test run {run_id} to finish")
 
 
 def queued_tasks(redis_client) -> list[dict]:
