@@ -128,6 +128,15 @@ def banner(http_port: int, sink_port: str, env: Mapping[str, str], login: tuple 
             f" Login:      {who}",
             f" Mail sink:  {HOST}:{sink_port} (every message it receives is printed here)",
             f" Env route:  SMTP_SERVER={route} (SMTP_SECURITY={env.get('SMTP_SECURITY', 'TLS')})",
+            *(
+                []
+                if env.get("CELERY_BROKER_URL")
+                else [
+                    " Tasks:      run inline (no CELERY_BROKER_URL); mail that no route takes"
+                    " is stored",
+                    "             and retried only once a Celery worker and beat run.",
+                ]
+            ),
             line,
         ]
     )
