@@ -12,17 +12,17 @@ import os
 import signal
 import socket
 import subprocess
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 from django.db import connections
 
-from tests.smtp_servers import HOST, free_port
+from tests.smtp_servers import HOST, RawServer, free_port
 
 
 @pytest.fixture(autouse=True)
@@ -132,7 +132,7 @@ def unreachable_database(dead_port: int, tmp_path: Path) -> Iterator[None]:
 
 
 # -- a server that takes the whole message and never answers -----------------------------------
-class SwallowServer:
+class SwallowServer(RawServer):
     """Speaks SMTP up to DATA, reads the whole message, then drops the line without a reply.
 
     The client cannot know whether the message was accepted; ``received`` holds what this
@@ -140,34 +140,17 @@ class SwallowServer:
     sent instead of an answer (e.g. a garbled, overlong line) before the line drops."""
 
     def __init__(self, after_data: bytes = b"") -> None:
+        super().__init__("swallow")
         self.after_data = after_data
-        self.host = HOST
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((HOST, 0))
-        self.port = self.sock.getsockname()[1]
         self.received: list[bytes] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-
-    def start(self) -> SwallowServer:
-        self.sock.listen(8)
-        self.sock.settimeout(0.1)
-        self._thread.start()
-        return self
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            with conn:
-                self._talk(conn)
 
     def _talk(self, conn: socket.socket) -> None:
+        # RawServer accepts and runs this per connection; the line drops when it returns.
+        with conn, conn.makefile("rb") as reader:
+            self._converse(conn, reader)
+
+    def _converse(self, conn: socket.socket, reader: Any) -> None:
         conn.settimeout(5)
-        reader = conn.makefile("rb")
         conn.sendall(b"220 swallow.test ESMTP\r\n")
         try:
             while line := reader.readline():
@@ -190,11 +173,6 @@ class SwallowServer:
                     conn.sendall(b"250 OK\r\n")
         except OSError:
             return
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.sock.close()
-        self._thread.join(timeout=2)
 
 
 @pytest.fixture(params=[b"", b"2" * 9000], ids=["no-answer", "overlong-answer"])
